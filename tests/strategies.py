@@ -1,0 +1,35 @@
+"""Hypothesis strategies shared by the test areas (attrs keeps its strategies the same way)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bandits import Feedback
+
+N_ITEMS = 6
+DIM = 5
+K = 3
+
+
+@st.composite
+def feedback_batches(draw: st.DrawFn, max_events: int = 20, with_reward: bool = True) -> Feedback:
+    """A batch of impressions over ``N_ITEMS`` items and a ``DIM``-coordinate context."""
+    e = draw(st.integers(1, max_events))
+    items = draw(hnp.arrays(np.int64, e, elements=st.integers(0, N_ITEMS - 1)))
+    indices = np.stack([draw(st.permutations(range(DIM)))[:K] for _ in range(e)]).astype(np.int64)
+    weights = draw(hnp.arrays(np.float64, (e, K), elements=st.floats(0.0, 1.0, allow_nan=False)))
+    prior = draw(hnp.arrays(np.float64, e, elements=st.floats(0.0, 1.0, allow_nan=False)))
+    rewards = st.sampled_from([0.0, 1.0]) if with_reward else st.just(0.0)
+    reward = draw(hnp.arrays(np.float64, e, elements=rewards))
+    t = np.sort(draw(hnp.arrays(np.float64, e, elements=st.floats(0.0, 100.0, allow_nan=False))))
+    return Feedback.of(items, indices, weights, prior, reward, t)
+
+
+def contexts() -> st.SearchStrategy[tuple[list[int], list[float]]]:
+    """(indices, weights) of a sparse context with ``K`` distinct coordinates below ``DIM``."""
+    return st.tuples(
+        st.permutations(range(DIM)).map(lambda p: list(p[:K])),
+        st.lists(st.floats(0.01, 1.0, allow_nan=False), min_size=K, max_size=K),
+    )
