@@ -40,8 +40,8 @@ def test_missing_statistics_read_as_zero(store: StatsStore, version: str) -> Non
 def test_apply_then_gather(store: StatsStore, version: str) -> None:
     assert store.apply(version, 0, [delta("a", 10, [1, 3], [0.25, 0.5], [0.1, -0.2])]) == 1
     w2, b = store.gather(version, ["a", "b"], np.array([3, 1, 2]))
-    np.testing.assert_allclose(w2, [[0.5, 0.25, 0.0], [0, 0, 0]])
-    np.testing.assert_allclose(b, [[-0.2, 0.1, 0.0], [0, 0, 0]])
+    np.testing.assert_allclose(w2, [[0.5, 0.25, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(b, [[-0.2, 0.1, 0.0], [0.0, 0.0, 0.0]])
 
 
 def test_redelivered_batch_changes_nothing_twice(store: StatsStore, version: str) -> None:
