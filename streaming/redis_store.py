@@ -1,23 +1,27 @@
-"""The one module that talks to Redis.
+"""The one module that talks to Redis: ``RedisStore`` implements ``streaming.stores.Store``.
 
 Key layout
 ----------
-======================================  ======  =========================================  ====
-key                                     type    fields                                     TTL
-======================================  ======  =========================================  ====
-``om:v:<version>:item:<item_id>``       HASH    ``w2:<coord>``, ``b:<coord>`` (float text)  none
-                                                ``off:<partition>`` (int, last offset
-                                                applied from that Kafka partition)
-======================================  ======  =========================================  ====
+=================================================  ======  ====================================  ===========
+key                                                type    value                                 TTL
+=================================================  ======  ====================================  ===========
+``om:v:<version>:item:{<item_id>}``                HASH    ``w2:<coord>``, ``b:<coord>``:        none
+                                                           float text; ``off:<partition>``:
+                                                           last Kafka offset applied
+``om:v:<version>:credit:{<item_id>}:<request_id>`` STRING  credited flags, subset of ``icr``     attribution
+                                                                                                 window
+``om:ctx:<request_id>``                            STRING  ``RequestContext`` JSON               attribution
+                                                                                                 window
+=================================================  ======  ====================================  ===========
 
 - ``<version>`` is the bundle version: a new bundle starts an empty namespace; old namespaces
-  are deleted by the retention job once no serving replica reads them.
-- Keys contain no ``{...}``: Redis Cluster would read braces as a hash tag and pin every key
-  of a version to one slot. Item ids with ``{`` or ``}`` are rejected for the same reason.
+  are deleted once no serving replica reads them.
+- ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics and its
+  credits share a slot, so the Lua apply below is atomic in a cluster too. Ids containing
+  braces are refused at the edge (``streaming.events.check_id``), so no other part of a key
+  can become an accidental tag.
 - Values are HINCRBYFLOAT text: Redis keeps 17 digits after the decimal point, an absolute
   precision of 1e-17, far below any statistic that moves a score.
-- One hash per item keeps an item's statistics and its watermarks in one slot, so the Lua
-  apply below is atomic in Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -28,36 +32,60 @@ import numpy as np
 import redis
 
 from bandits.checks import FloatArray, IntArray
-from streaming.stats_store import ItemDelta
+from streaming.events import RequestContext, check_id
+from streaming.stores import Applied, ItemDelta
 
-# KEYS[1] = item hash; ARGV = partition, offset, then (coord, w2, b) triples.
-# Applies only when offset is above the partition's watermark, then moves the watermark:
-# a redelivered batch changes nothing twice.
+# KEYS[1] = item hash, KEYS[2..] = credit keys.
+# ARGV = partition, min_offset, offset, ttl_ms, n_credits, n_credits flag strings, then
+# (coord, w2, b) triples. Returns 0 (already applied), -1 (conflict) or 1 (applied).
 _APPLY = """
-local mark = redis.call('HGET', KEYS[1], 'off:' .. ARGV[1])
-if mark and tonumber(mark) >= tonumber(ARGV[2]) then return 0 end
-for i = 3, #ARGV, 3 do
+local mark = tonumber(redis.call('HGET', KEYS[1], 'off:' .. ARGV[1]) or '-1')
+if mark >= tonumber(ARGV[3]) then return 0 end
+if mark >= tonumber(ARGV[2]) then return -1 end
+local nc = tonumber(ARGV[5])
+for i = 1, nc do
+  local cur = redis.call('GET', KEYS[i + 1]) or ''
+  for ch in string.gmatch(ARGV[5 + i], '.') do
+    if not string.find(cur, ch, 1, true) then cur = cur .. ch end
+  end
+  redis.call('SET', KEYS[i + 1], cur, 'PX', ARGV[4])
+end
+for i = 6 + nc, #ARGV, 3 do
   redis.call('HINCRBYFLOAT', KEYS[1], 'w2:' .. ARGV[i], ARGV[i + 1])
   redis.call('HINCRBYFLOAT', KEYS[1], 'b:' .. ARGV[i], ARGV[i + 2])
 end
-redis.call('HSET', KEYS[1], 'off:' .. ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'off:' .. ARGV[1], ARGV[3])
 return 1
 """
 
 
 def item_key(version: str, item: str) -> str:
-    if "{" in item or "}" in item or "{" in version or "}" in version:
-        raise ValueError(f"item_id: braces are not allowed (Redis Cluster hash tags): {item!r}")
-    return f"om:v:{version}:item:{item}"
+    check_id("item_id", item)
+    check_id("version", version)
+    return f"om:v:{version}:item:{{{item}}}"
 
 
-class RedisStatsStore:
+def credit_key(version: str, item: str, request_id: str) -> str:
+    return f"om:v:{version}:credit:{{{item}}}:{request_id}"
+
+
+def context_key(request_id: str) -> str:
+    return f"om:ctx:{request_id}"
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._apply = client.register_script(_APPLY)
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStatsStore:
+    def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStore:
         # Short timeouts: serving degrades to priors instead of waiting on a lost Redis.
         return cls(redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
 
@@ -68,7 +96,8 @@ class RedisStatsStore:
             pipe.hmget(item_key(version, item), fields)
         rows = pipe.execute()
         k = len(coords)
-        values = np.array([[0.0 if v is None else float(v) for v in row] for row in rows]).reshape(len(items), 2 * k)
+        values = np.array([[0.0 if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
+        values = values.reshape(len(items), 2 * k)
         return values[:, :k].copy(), values[:, k:].copy()
 
     def watermarks(self, version: str, partition: int, items: Sequence[str]) -> dict[str, int]:
@@ -77,14 +106,36 @@ class RedisStatsStore:
             pipe.hget(item_key(version, item), f"off:{partition}")
         return {item: -1 if v is None else int(v) for item, v in zip(items, pipe.execute(), strict=True)}
 
-    def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta]) -> int:
+    def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if not pairs:
+            return {}
+        values = self._r.mget([credit_key(version, item, rid) for item, rid in pairs])
+        return {pair: _text(v) for pair, v in zip(pairs, values, strict=True)}
+
+    def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
         pipe = self._r.pipeline(transaction=False)
+        ttl_ms = max(1, int(credit_ttl_s * 1000))
         for delta in deltas:
-            args: list[str | int | float] = [partition, delta.offset]
+            keys = [item_key(version, delta.item)] + [credit_key(version, delta.item, r) for r in delta.credits]
+            args: list[str | int | float] = [partition, delta.min_offset, delta.offset, ttl_ms, len(delta.credits)]
+            args += list(delta.credits.values())
             for f, w2, b in zip(delta.coords.tolist(), delta.w2.tolist(), delta.b.tolist(), strict=True):
                 args += [f, repr(w2), repr(b)]
-            self._apply(keys=[item_key(version, delta.item)], args=args, client=pipe)
-        return int(sum(int(x) for x in pipe.execute()))
+            self._apply(keys=keys, args=args, client=pipe)
+        return [Applied(int(x)) for x in pipe.execute()]
+
+    def put_context(self, context: RequestContext, ttl_s: float) -> None:
+        self._r.set(context_key(context.request_id), context.encode(), px=max(1, int(ttl_s * 1000)))
+
+    def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
+        if not request_ids:
+            return {}
+        values = self._r.mget([context_key(r) for r in request_ids])
+        return {
+            rid: RequestContext.decode(v if isinstance(v, bytes) else v.encode())
+            for rid, v in zip(request_ids, values, strict=True)
+            if v is not None
+        }
 
     def ping(self) -> bool:
         try:

@@ -1,0 +1,128 @@
+"""Event and record schemas carried on Kafka, and their JSON codec.
+
+Topics
+------
+============  ===========  =====================================================================
+topic         key          value
+============  ===========  =====================================================================
+feedback      item_id      ``FeedbackEvent`` JSON: one user action on one served item
+decisions     request_id   ``RequestContext`` JSON: what was served and why (also the join side)
+dead-letter   item_id      the feedback event plus ``reason`` (``unknown_request``)
+============  ===========  =====================================================================
+
+Feedback is keyed by ``item_id`` so that every event of an item lands in one partition: one
+consumer owns an item's statistics at a time, and its per-partition watermark is meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+EventType = Literal["impression", "click", "reward"]
+EVENT_TYPES: tuple[str, ...] = ("impression", "click", "reward")
+MAX_ID_LENGTH = 256
+
+
+class EventError(ValueError):
+    """A malformed event; the message names the field."""
+
+
+def check_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise EventError(f"{field}: must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise EventError(f"{field}: longer than {MAX_ID_LENGTH} characters")
+    if "{" in value or "}" in value:
+        raise EventError(f"{field}: braces are not allowed")
+    return value
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    """One user action: ``type`` is impression, click or reward (``value`` is the reward)."""
+
+    event_id: str
+    request_id: str
+    item_id: str
+    type: EventType
+    value: float
+    ts: float
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> FeedbackEvent:
+        kind = raw.get("type")
+        if kind not in EVENT_TYPES:
+            raise EventError(f"type: must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+        value = raw.get("value", 1.0 if kind == "click" else 0.0)
+        ts = raw.get("ts", 0.0)
+        for field, number in (("value", value), ("ts", ts)):
+            if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+                raise EventError(f"{field}: must be a finite number")
+        return cls(
+            event_id=check_id("event_id", raw.get("event_id")),
+            request_id=check_id("request_id", raw.get("request_id")),
+            item_id=check_id("item_id", raw.get("item_id")),
+            type=kind,
+            value=float(value),
+            ts=float(ts),
+        )
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def decode(cls, data: bytes) -> FeedbackEvent:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise EventError(f"event: not JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise EventError("event: must be a JSON object")
+        return cls.parse(raw)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a recommendation served, stored under ``request_id`` for the attribution window.
+
+    ``indices``/``weights`` are the sparse context (K,), ``items`` maps each served item to its
+    logged prior ``p`` and whether it was explored.
+    """
+
+    request_id: str
+    surface: str
+    version: str
+    indices: list[int]
+    weights: list[float]
+    items: dict[str, tuple[float, bool]]
+    ts: float
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "request_id": self.request_id,
+                "surface": self.surface,
+                "version": self.version,
+                "indices": self.indices,
+                "weights": self.weights,
+                "items": {k: [p, e] for k, (p, e) in self.items.items()},
+                "ts": self.ts,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> RequestContext:
+        raw = orjson.loads(data)
+        return cls(
+            request_id=raw["request_id"],
+            surface=raw["surface"],
+            version=raw["version"],
+            indices=[int(i) for i in raw["indices"]],
+            weights=[float(w) for w in raw["weights"]],
+            items={k: (float(v[0]), bool(v[1])) for k, v in raw["items"].items()},
+            ts=float(raw["ts"]),
+        )

@@ -1,0 +1,182 @@
+"""The store interface (statistics, request contexts, credits) and its embedded implementation.
+
+The Redis implementation is ``streaming/redis_store.py``, the one module that talks to Redis;
+both pass the same contract tests (``tests/streaming/test_store_contract.py``).
+
+Semantics every store keeps
+---------------------------
+- Statistics are namespaced by bundle ``version``: a new clustering changes what every
+  coordinate means, so a new version starts empty.
+- Per (item, coordinate) the store holds ``w2`` and ``b`` (``bandits/README.md``); a missing
+  entry reads as 0, i.e. ``d = λ``.
+- **Exactly-once apply.** Each item remembers, per Kafka partition, the highest offset applied
+  (its watermark). An ``ItemDelta`` covers the item's events at offsets
+  ``min_offset..offset`` of one partition and is applied, with its credits, in one atomic step
+  only when the watermark is below ``min_offset``. At or above ``offset`` it was applied already
+  (``DUPLICATE``: a redelivered batch). In between, part of it was applied by another consumer
+  (a rebalance overlap): ``CONFLICT``, and the consumer recomputes that item from fresh state.
+- **Credits.** At most one impression, one click and one reward are credited per
+  (request, item): the flags ``i``, ``c``, ``r`` are set in the same atomic step as the
+  statistics and expire with the attribution window.
+- Request contexts are stored under their request id with the attribution-window TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+import numpy as np
+
+from bandits.checks import FloatArray, IntArray
+from streaming.events import RequestContext
+
+
+class Applied(IntEnum):
+    CONFLICT = -1
+    DUPLICATE = 0
+    APPLIED = 1
+
+
+@dataclass(frozen=True)
+class ItemDelta:
+    """Summed statistics for one item from one partition's offsets ``min_offset..offset``.
+
+    Attributes
+    ----------
+    item : item id
+    min_offset, offset : lowest and highest offset of the events summed here
+    coords : (M,) int64 coordinates
+    w2 : (M,) float64 Σ w² per coordinate
+    b : (M,) float64 Σ w·(r − p) per coordinate
+    credits : request id → flags newly credited by these events (subset of ``"icr"``)
+    """
+
+    item: str
+    min_offset: int
+    offset: int
+    coords: IntArray
+    w2: FloatArray
+    b: FloatArray
+    credits: dict[str, str] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Return ``(w2, b)``, each (len(items), len(coords)), in one round trip."""
+        ...
+
+    def watermarks(self, version: str, partition: int, items: Sequence[str]) -> dict[str, int]:
+        """Highest applied offset per item for ``partition`` (-1 when none)."""
+        ...
+
+    def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Flags already credited per (item, request id) ('' when none)."""
+        ...
+
+    def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
+        """Apply each delta atomically, per the rules above; one result per delta."""
+        ...
+
+    def put_context(self, context: RequestContext, ttl_s: float) -> None: ...
+
+    def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
+        """Contexts still within their TTL (missing ids are absent), in one round trip."""
+        ...
+
+    def ping(self) -> bool: ...
+
+
+def merge_flags(current: str, new: str) -> str:
+    return current + "".join(ch for ch in new if ch not in current)
+
+
+class MemoryStore:
+    """The embedded default: the same semantics in process, thread-safe; TTLs on a monotonic clock."""
+
+    def __init__(self) -> None:
+        self._stats: dict[tuple[str, str], dict[int, list[float]]] = {}
+        self._marks: dict[tuple[str, str], dict[int, int]] = {}
+        self._credits: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._contexts: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
+        w2 = np.zeros((len(items), len(coords)))
+        b = np.zeros((len(items), len(coords)))
+        with self._lock:
+            for i, item in enumerate(items):
+                cells = self._stats.get((version, item))
+                if not cells:
+                    continue
+                for k, f in enumerate(coords.tolist()):
+                    cell = cells.get(f)
+                    if cell is not None:
+                        w2[i, k], b[i, k] = cell
+        return w2, b
+
+    def watermarks(self, version: str, partition: int, items: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            return {item: self._marks.get((version, item), {}).get(partition, -1) for item in items}
+
+    def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        now = time.monotonic()
+        with self._lock:
+            out = {}
+            for item, request_id in pairs:
+                flags, expires = self._credits.get((version, item, request_id), ("", 0.0))
+                out[(item, request_id)] = flags if expires > now else ""
+            return out
+
+    def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
+        now = time.monotonic()
+        results = []
+        with self._lock:
+            for delta in deltas:
+                marks = self._marks.setdefault((version, delta.item), {})
+                mark = marks.get(partition, -1)
+                if mark >= delta.offset:
+                    results.append(Applied.DUPLICATE)
+                    continue
+                if mark >= delta.min_offset:
+                    results.append(Applied.CONFLICT)
+                    continue
+                for request_id, flags in delta.credits.items():
+                    key = (version, delta.item, request_id)
+                    current, expires = self._credits.get(key, ("", 0.0))
+                    current = current if expires > now else ""
+                    self._credits[key] = (merge_flags(current, flags), now + credit_ttl_s)
+                cells = self._stats.setdefault((version, delta.item), {})
+                for f, w2, b in zip(delta.coords.tolist(), delta.w2.tolist(), delta.b.tolist(), strict=True):
+                    cell = cells.setdefault(f, [0.0, 0.0])
+                    cell[0] += w2
+                    cell[1] += b
+                marks[partition] = delta.offset
+                results.append(Applied.APPLIED)
+        return results
+
+    def put_context(self, context: RequestContext, ttl_s: float) -> None:
+        with self._lock:
+            self._contexts[context.request_id] = (context.encode(), time.monotonic() + ttl_s)
+            if len(self._contexts) % 4096 == 0:
+                self._evict(time.monotonic())
+
+    def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
+        now = time.monotonic()
+        with self._lock:
+            found = {rid: self._contexts.get(rid) for rid in request_ids}
+        return {rid: RequestContext.decode(v[0]) for rid, v in found.items() if v is not None and v[1] > now}
+
+    def _evict(self, now: float) -> None:
+        # Amortised expiry so an embedded run cannot grow without bound.
+        for rid in [rid for rid, (_, exp) in self._contexts.items() if exp <= now]:
+            del self._contexts[rid]
+        for key in [key for key, (_, exp) in self._credits.items() if exp <= now]:
+            del self._credits[key]
+
+    def ping(self) -> bool:
+        return True

@@ -1,0 +1,153 @@
+"""One contract, two stores: the embedded one and a real Redis server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from streaming.events import EventError, RequestContext
+from streaming.redis_store import RedisStore, context_key, credit_key, item_key
+from streaming.stores import Applied, ItemDelta, MemoryStore, Store
+from tests.conftest import free_port
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        yield RedisStore.from_url(request.getfixturevalue("redis_url"), timeout_s=2.0)
+
+
+@pytest.fixture
+def version() -> str:
+    return uuid.uuid4().hex[:12]  # a fresh namespace per test
+
+
+def delta(
+    item: str,
+    offset: int,
+    coords: list[int],
+    w2: list[float],
+    b: list[float],
+    low: int | None = None,
+    credits: dict[str, str] | None = None,
+) -> ItemDelta:
+    return ItemDelta(
+        item,
+        offset if low is None else low,
+        offset,
+        np.array(coords, dtype=np.int64),
+        np.array(w2),
+        np.array(b),
+        credits or {},
+    )
+
+
+TTL = 60.0
+
+
+def test_missing_statistics_read_as_zero(store: Store, version: str) -> None:
+    w2, b = store.gather(version, ["never-seen", "x"], np.array([0, 5]))
+    assert w2.shape == b.shape == (2, 2)
+    assert not w2.any() and not b.any()
+
+
+def test_apply_then_gather(store: Store, version: str) -> None:
+    assert store.apply(version, 0, [delta("a", 10, [1, 3], [0.25, 0.5], [0.1, -0.2])], TTL) == [Applied.APPLIED]
+    w2, b = store.gather(version, ["a", "b"], np.array([3, 1, 2]))
+    np.testing.assert_allclose(w2, [[0.5, 0.25, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(b, [[-0.2, 0.1, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_redelivered_batch_changes_nothing_twice(store: Store, version: str) -> None:
+    batch = [delta("a", 7, [0], [1.0], [0.5], credits={"r1": "i"}), delta("b", 9, [2], [0.5], [0.25])]
+    assert store.apply(version, 3, batch, TTL) == [Applied.APPLIED, Applied.APPLIED]
+    assert store.apply(version, 3, batch, TTL) == [Applied.DUPLICATE, Applied.DUPLICATE]
+    w2, b = store.gather(version, ["a", "b"], np.array([0, 2]))
+    np.testing.assert_allclose(w2, [[1.0, 0.0], [0.0, 0.5]])
+    np.testing.assert_allclose(b, [[0.5, 0.0], [0.0, 0.25]])
+    assert store.watermarks(version, 3, ["a", "b", "c"]) == {"a": 7, "b": 9, "c": -1}
+
+
+def test_partly_applied_range_is_a_conflict_and_changes_nothing(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 150, [0], [1.0], [1.0], low=100)], TTL)
+    assert store.apply(version, 0, [delta("a", 250, [0], [5.0], [5.0], low=120)], TTL) == [Applied.CONFLICT]
+    w2, _ = store.gather(version, ["a"], np.array([0]))
+    assert w2[0, 0] == pytest.approx(1.0)
+    assert store.watermarks(version, 0, ["a"]) == {"a": 150}
+
+
+def test_watermarks_are_per_partition(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 5, [0], [1.0], [1.0])], TTL)
+    assert store.apply(version, 1, [delta("a", 5, [0], [1.0], [1.0])], TTL) == [Applied.APPLIED]
+    w2, _ = store.gather(version, ["a"], np.array([0]))
+    assert w2[0, 0] == pytest.approx(2.0)
+
+
+def test_credits_are_set_with_the_statistics_and_merge(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 1, [0], [1.0], [0.0], credits={"r1": "i", "r2": "ic"})], TTL)
+    store.apply(version, 0, [delta("a", 2, [0], [0.0], [1.0], credits={"r1": "c"})], TTL)
+    got = store.credits(version, [("a", "r1"), ("a", "r2"), ("a", "r3"), ("b", "r1")])
+    assert sorted(got[("a", "r1")]) == ["c", "i"]
+    assert sorted(got[("a", "r2")]) == ["c", "i"]
+    assert got[("a", "r3")] == "" and got[("b", "r1")] == ""
+
+
+def test_credits_expire_with_the_attribution_window(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 1, [0], [1.0], [0.0], credits={"r1": "i"})], credit_ttl_s=0.05)
+    time.sleep(0.15)
+    assert store.credits(version, [("a", "r1")]) == {("a", "r1"): ""}
+
+
+def test_versions_are_separate_namespaces(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 1, [0], [1.0], [1.0])], TTL)
+    w2, _ = store.gather(version + "-next", ["a"], np.array([0]))
+    assert w2[0, 0] == 0.0
+
+
+def test_floats_survive_the_round_trip(store: Store, version: str) -> None:
+    # Redis keeps HINCRBYFLOAT results to 17 decimal places: absolute, not relative, precision.
+    tiny, big = 1.2345678901234567e-7, 123456.78901234567
+    store.apply(version, 0, [delta("a", 1, [0, 1], [tiny, big], [-tiny, -big])], TTL)
+    w2, b = store.gather(version, ["a"], np.array([0, 1]))
+    np.testing.assert_allclose(w2[0], [tiny, big], rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(b[0], [-tiny, -big], rtol=1e-15, atol=1e-16)
+
+
+def test_contexts_round_trip_and_expire(store: Store) -> None:
+    ctx = RequestContext("req-1", "home", "v1", [3, 9], [0.75, 0.25], {"i1": (0.12, False), "i2": (0.05, True)}, 1700.0)
+    store.put_context(ctx, ttl_s=0.2)
+    assert store.get_contexts(["req-1", "nope"]) == {"req-1": ctx}
+    time.sleep(0.35)
+    assert store.get_contexts(["req-1"]) == {}
+
+
+def test_redis_keys_follow_the_documented_layout(redis_url: str, version: str) -> None:
+    store = RedisStore.from_url(redis_url, timeout_s=2.0)
+    store.apply(version, 2, [delta("item-9", 4, [7], [0.5], [0.25], credits={"req-5": "ic"})], TTL)
+    store.put_context(RequestContext("req-5", "home", version, [7], [1.0], {"item-9": (0.1, True)}, 1.0), ttl_s=TTL)
+    client = redis.Redis.from_url(redis_url)
+    key = f"om:v:{version}:item:{{item-9}}"
+    assert key == item_key(version, "item-9")
+    assert client.type(key) == b"hash"
+    assert client.hgetall(key) == {b"w2:7": b"0.5", b"b:7": b"0.25", b"off:2": b"4"}
+    credit = credit_key(version, "item-9", "req-5")
+    assert credit == f"om:v:{version}:credit:{{item-9}}:req-5"
+    assert client.get(credit) == b"ic"
+    assert 0 < client.pttl(credit) <= TTL * 1000
+    assert 0 < client.pttl(context_key("req-5")) <= TTL * 1000
+    with pytest.raises(EventError, match="item_id"):
+        item_key(version, "bad{tag}")
+
+
+def test_unreachable_redis_reports_not_ready() -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    assert store.ping() is False
+    with pytest.raises(redis.ConnectionError):
+        store.gather("v", ["a"], np.array([0]))
