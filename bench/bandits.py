@@ -35,10 +35,10 @@ TUNING_SEED = 1000
 SLOTS = 4
 
 SWEEP: dict[str, list[dict[str, Any]]] = {
-    "diag_linucb": [{"alpha": a} for a in (0.05, 0.1, 0.2, 0.4)],
-    "diag_ts": [{"sigma": s} for s in (0.05, 0.1, 0.2)],
-    "linucb": [{"alpha": a} for a in (0.05, 0.1, 0.2, 0.4)],
-    "epsilon_greedy": [{"epsilon": e} for e in (0.02, 0.05, 0.1)],
+    "diag_linucb": [{"alpha": a} for a in (0.05, 0.1, 0.2, 0.4, 0.8)],
+    "diag_ts": [{"sigma": s} for s in (0.05, 0.1, 0.2, 0.4)],
+    "linucb": [{"alpha": a} for a in (0.05, 0.1, 0.2, 0.4, 0.8)],
+    "epsilon_greedy": [{"epsilon": e} for e in (0.02, 0.05, 0.1, 0.2)],
     "greedy": [{}],
     "random": [{}],
     "vw": [{"args": a} for a in ("--epsilon 0.02", "--epsilon 0.05", "--epsilon 0.1")]

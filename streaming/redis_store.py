@@ -26,14 +26,31 @@ key                                                type    value                
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import redis
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import RequestContext, check_id
-from streaming.stores import Applied, ItemDelta
+from streaming.stores import Applied, ItemDelta, StoreUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _unavailable_on_redis_error(fn: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
 
 # KEYS[1] = item hash, KEYS[2..] = credit keys.
 # ARGV = partition, min_offset, offset, ttl_ms, n_credits, n_credits flag strings, then
@@ -89,6 +106,7 @@ class RedisStore:
         # Short timeouts: serving degrades to priors instead of waiting on a lost Redis.
         return cls(redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
 
+    @_unavailable_on_redis_error
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
         fields = [f"w2:{f}" for f in coords.tolist()] + [f"b:{f}" for f in coords.tolist()]
         pipe = self._r.pipeline(transaction=False)
@@ -100,18 +118,21 @@ class RedisStore:
         values = values.reshape(len(items), 2 * k)
         return values[:, :k].copy(), values[:, k:].copy()
 
+    @_unavailable_on_redis_error
     def watermarks(self, version: str, partition: int, items: Sequence[str]) -> dict[str, int]:
         pipe = self._r.pipeline(transaction=False)
         for item in items:
             pipe.hget(item_key(version, item), f"off:{partition}")
         return {item: -1 if v is None else int(v) for item, v in zip(items, pipe.execute(), strict=True)}
 
+    @_unavailable_on_redis_error
     def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         if not pairs:
             return {}
         values = self._r.mget([credit_key(version, item, rid) for item, rid in pairs])
         return {pair: _text(v) for pair, v in zip(pairs, values, strict=True)}
 
+    @_unavailable_on_redis_error
     def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
         pipe = self._r.pipeline(transaction=False)
         ttl_ms = max(1, int(credit_ttl_s * 1000))
@@ -124,9 +145,11 @@ class RedisStore:
             self._apply(keys=keys, args=args, client=pipe)
         return [Applied(int(x)) for x in pipe.execute()]
 
+    @_unavailable_on_redis_error
     def put_context(self, context: RequestContext, ttl_s: float) -> None:
         self._r.set(context_key(context.request_id), context.encode(), px=max(1, int(ttl_s * 1000)))
 
+    @_unavailable_on_redis_error
     def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
         if not request_ids:
             return {}

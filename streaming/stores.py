@@ -36,6 +36,10 @@ from bandits.checks import FloatArray, IntArray
 from streaming.events import RequestContext
 
 
+class StoreUnavailable(RuntimeError):
+    """The store did not answer; serving degrades to priors, the consumer retries its batch."""
+
+
 class Applied(IntEnum):
     CONFLICT = -1
     DUPLICATE = 0

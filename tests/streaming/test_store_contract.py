@@ -12,7 +12,7 @@ import redis
 
 from streaming.events import EventError, RequestContext
 from streaming.redis_store import RedisStore, context_key, credit_key, item_key
-from streaming.stores import Applied, ItemDelta, MemoryStore, Store
+from streaming.stores import Applied, ItemDelta, MemoryStore, Store, StoreUnavailable
 from tests.conftest import free_port
 
 
@@ -149,5 +149,5 @@ def test_redis_keys_follow_the_documented_layout(redis_url: str, version: str) -
 def test_unreachable_redis_reports_not_ready() -> None:
     store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
     assert store.ping() is False
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(StoreUnavailable, match="redis"):
         store.gather("v", ["a"], np.array([0]))

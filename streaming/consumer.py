@@ -1,0 +1,270 @@
+"""The feedback consumer: join events to request contexts, credit, sum, apply, then commit.
+
+``build_deltas`` is the whole of the logic, a pure function of one partition's events and the
+state it needs (contexts, watermarks, credits): unit tests need no broker. ``FeedbackConsumer``
+owns the order that makes the effect exactly-once: poll → read state → apply to the store
+(idempotent by watermark) → dead letters acknowledged → commit offsets.
+
+Credit rules per (request, item): the first impression adds ``w²`` to ``w2`` and ``−w·p`` to
+``b``; the first click adds ``w·1`` to ``b``, the first reward ``w·value``; a click or reward
+whose impression was never reported credits the impression too (it was seen). Everything
+else for that pair is a duplicate and changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
+from streaming.events import EventError, FeedbackEvent, RequestContext
+from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable
+
+log = structlog.get_logger(__name__)
+
+FLAG = {"impression": "i", "click": "c", "reward": "r"}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes
+    value: bytes
+    reason: str
+
+
+@dataclass
+class PartitionWork:
+    """Deltas for one partition, grouped by statistics version."""
+
+    deltas: dict[str, list[ItemDelta]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    event_ts: list[float] = field(default_factory=list)
+
+
+def build_deltas(
+    events: Sequence[tuple[int, FeedbackEvent]],
+    contexts: dict[str, RequestContext],
+    marks: dict[tuple[str, str], int],
+    credited: dict[tuple[str, str, str], str],
+) -> PartitionWork:
+    """Turn one partition's events, in offset order, into per-(version, item) deltas.
+
+    Parameters
+    ----------
+    events : (offset, event) pairs of one partition, ascending offsets
+    contexts : request id → stored context (absent: expired or unknown)
+    marks : (version, item) → highest offset already applied from this partition
+    credited : (version, item, request id) → flags already credited
+
+    >>> ctx = RequestContext("r1", "home", "v1", [2], [1.0], {"a": (0.2, False)}, 0.0)
+    >>> ev = FeedbackEvent("e1", "r1", "a", "click", 1.0, 0.0)
+    >>> work = build_deltas([(5, ev)], {"r1": ctx}, {}, {})
+    >>> d = work.deltas["v1"][0]
+    >>> d.item, d.offset, d.w2.tolist(), [round(x, 3) for x in d.b.tolist()], d.credits
+    ('a', 5, [1.0], [0.8], {'r1': 'ic'})
+    """
+    work = PartitionWork()
+    sums: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)
+    span: dict[tuple[str, str], list[int]] = {}
+    new_credits: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for offset, ev in events:
+        ctx = contexts.get(ev.request_id)
+        if ctx is None or ev.item_id not in ctx.items:
+            reason = "unknown_request" if ctx is None else "item_not_served"
+            work.dead.append(DeadLetter(ev.item_id.encode(), ev.encode(), reason))
+            work.counts[f"dead_{reason}"] += 1
+            continue
+        key = (ctx.version, ev.item_id)
+        if offset <= marks.get(key, -1):
+            work.counts["redelivered"] += 1
+            continue
+        low_high = span.setdefault(key, [offset, offset])
+        low_high[1] = offset
+        pending = new_credits[key].get(ev.request_id, "")
+        have = credited.get((ctx.version, ev.item_id, ev.request_id), "") + pending
+        flag = FLAG[ev.type]
+        if flag in have:
+            work.counts["duplicate"] += 1
+            sums.setdefault(key, {})
+            continue
+        prior, _ = ctx.items[ev.item_id]
+        cells = sums[key]
+        gained = flag
+        if flag != "i" and "i" not in have:
+            gained += "i"
+        for f, w in zip(ctx.indices, ctx.weights, strict=True):
+            cell = cells.setdefault(f, [0.0, 0.0])
+            if "i" in gained:
+                cell[0] += w * w
+                cell[1] -= w * prior
+            if flag == "c":
+                cell[1] += w
+            elif flag == "r":
+                cell[1] += w * ev.value
+        new_credits[key][ev.request_id] = pending + gained
+        work.counts[f"credited_{ev.type}"] += 1
+        work.event_ts.append(ev.ts)
+    for key, (low, high) in span.items():
+        version, item = key
+        cells = sums.get(key, {})
+        coords = np.fromiter(cells.keys(), dtype=np.int64, count=len(cells))
+        values = np.array(list(cells.values()), dtype=np.float64).reshape(len(cells), 2)
+        work.deltas.setdefault(version, []).append(
+            ItemDelta(item, low, high, coords, values[:, 0].copy(), values[:, 1].copy(), dict(new_credits.get(key, {})))
+        )
+    return work
+
+
+@dataclass
+class ConsumerStats:
+    batches: int = 0
+    events: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    conflicts: int = 0
+    store_errors: int = 0
+    last_apply_s: float = 0.0
+
+
+class FeedbackConsumer:
+    """Runs one member of the consumer group on the feedback topic."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        *,
+        group: str = "onlinematch-feedback",
+        feedback_topic: str = "feedback",
+        dead_letter_topic: str = "feedback-dead-letter",
+        attribution_window_s: float = 3600.0,
+        max_records: int = 5000,
+        poll_timeout_s: float = 0.2,
+        on_applied: Callable[[list[float]], None] | None = None,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self._consumer = bus.consumer(group, [feedback_topic])
+        self._producer = bus.producer()
+        self._dlq_topic = dead_letter_topic
+        self._window = attribution_window_s
+        self._max_records = max_records
+        self._poll_timeout_s = poll_timeout_s
+        self._on_applied = on_applied
+        self.stats = ConsumerStats()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.run_once(stop)
+        self.close()
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        records = self._consumer.poll(self._max_records, self._poll_timeout_s)
+        if not records:
+            return 0
+        backoff = 0.05
+        # Never skip a polled batch: retry it until the store and the broker take it.
+        while True:
+            try:
+                self._process(records)
+                break
+            except (BusUnavailable, StoreUnavailable) as exc:
+                self.stats.store_errors += 1
+                log.warning("consumer_batch_retry", error=type(exc).__name__, detail=str(exc)[:200])
+            if stop is not None and stop.is_set():
+                return 0  # not committed: the group redelivers it
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+        try:
+            self._consumer.commit(_next_offsets(records))
+        except CommitFailed as exc:
+            # Effects are in the store behind watermarks; the new owner skips them.
+            log.info("consumer_commit_after_rebalance", detail=str(exc)[:200])
+        self.stats.batches += 1
+        self.stats.events += len(records)
+        return len(records)
+
+    def _process(self, records: list[Record]) -> None:
+        start = time.perf_counter()
+        parsed: dict[int, list[tuple[int, FeedbackEvent]]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        for rec in records:
+            try:
+                parsed[rec.partition].append((rec.offset, FeedbackEvent.decode(rec.value)))
+            except EventError as exc:
+                dead.append(DeadLetter(rec.key or b"", rec.value, f"malformed: {exc}"))
+                self.stats.counts["dead_malformed"] += 1
+        request_ids = sorted({ev.request_id for evs in parsed.values() for _, ev in evs})
+        contexts = self._store.get_contexts(request_ids)
+        applied_ts: list[float] = []
+        for partition, events in parsed.items():
+            events.sort(key=lambda pair: pair[0])
+            todo = events
+            for _attempt in range(5):
+                work = self._work_for(partition, todo, contexts)
+                conflicted: set[str] = set()
+                for version, deltas in work.deltas.items():
+                    results = self._store.apply(version, partition, deltas, self._window)
+                    conflicted |= {d.item for d, r in zip(deltas, results, strict=True) if r == Applied.CONFLICT}
+                if todo is events:
+                    dead.extend(work.dead)
+                    self.stats.counts.update(work.counts)
+                applied_ts.extend(work.event_ts)
+                if not conflicted:
+                    break
+                # Another member applied part of these items' range: recompute them from fresh state.
+                self.stats.conflicts += len(conflicted)
+                todo = [(o, ev) for o, ev in events if ev.item_id in conflicted]
+            else:
+                raise RuntimeError(f"partition {partition}: items kept conflicting; will retry the batch")
+        if dead:
+            self._producer.send_and_wait([Message(self._dlq_topic, d.key, _dead_value(d)) for d in dead], 5.0)
+        self.stats.last_apply_s = time.perf_counter() - start
+        if self._on_applied is not None and applied_ts:
+            self._on_applied(applied_ts)
+
+    def _work_for(
+        self, partition: int, events: list[tuple[int, FeedbackEvent]], contexts: dict[str, RequestContext]
+    ) -> PartitionWork:
+        keys: dict[str, set[str]] = defaultdict(set)
+        pairs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for _, ev in events:
+            ctx = contexts.get(ev.request_id)
+            if ctx is not None:
+                keys[ctx.version].add(ev.item_id)
+                pairs[ctx.version].add((ev.item_id, ev.request_id))
+        marks: dict[tuple[str, str], int] = {}
+        credited: dict[tuple[str, str, str], str] = {}
+        for version, items in keys.items():
+            for item, mark in self._store.watermarks(version, partition, sorted(items)).items():
+                marks[(version, item)] = mark
+            for (item, rid), flags in self._store.credits(version, sorted(pairs[version])).items():
+                credited[(version, item, rid)] = flags
+        return build_deltas(events, contexts, marks, credited)
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return self._consumer.assignment()
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._producer.close()
+
+
+def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.topic, rec.partition)
+        out[key] = max(out.get(key, 0), rec.offset + 1)
+    return out
+
+
+def _dead_value(dead: DeadLetter) -> bytes:
+    import orjson
+
+    return orjson.dumps({"reason": dead.reason, "event": dead.value.decode("utf-8", "replace")})

@@ -1,0 +1,148 @@
+"""The one module that talks to Kafka (kafka-python; any Kafka-protocol broker).
+
+Producers wait for ``acks=all`` on feedback: ``POST /v1/feedback`` reports an event accepted
+only after the broker acknowledged it. Decision logs are sent without blocking the response.
+Consumers never auto-commit: the runner commits after the statistics are in the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from streaming.bus import BusUnavailable, CommitFailed, Message, Record
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaBus:
+    def __init__(self, bootstrap_servers: str, timeout_s: float = 2.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout_s = timeout_s
+
+    def ensure_topics(self, partitions: Mapping[str, int]) -> None:
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=int(self.timeout_s * 5000)
+        )
+        try:
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items() if t not in existing
+            ]
+            if new:
+                # Another process may create it between list and create.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics(new)
+        finally:
+            admin.close()
+
+    def producer(self) -> KafkaBusProducer:
+        return KafkaBusProducer(self.bootstrap_servers, self.timeout_s)
+
+    def consumer(self, group: str, topics: Sequence[str]) -> KafkaBusConsumer:
+        return KafkaBusConsumer(self.bootstrap_servers, group, topics)
+
+    def ping(self) -> bool:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=1000)
+        except KafkaError:
+            return False
+        admin.close()
+        return True
+
+
+class KafkaBusProducer:
+    def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._servers = bootstrap_servers
+        self._producer: KafkaProducer | None = None
+        self.dropped = 0
+
+    def _get(self) -> KafkaProducer:
+        # Created lazily so the service starts (and degrades) while the broker is down.
+        with self._lock:
+            if self._producer is None:
+                try:
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self._servers,
+                        acks="all",
+                        linger_ms=2,
+                        retries=3,
+                        max_block_ms=int(self._timeout_s * 1000),
+                        request_timeout_ms=int(self._timeout_s * 1000),
+                        delivery_timeout_ms=int(self._timeout_s * 1000) + 100,
+                    )
+                except KafkaError as exc:
+                    raise BusUnavailable(f"kafka: cannot connect to {self._servers}: {exc}") from exc
+            return self._producer
+
+    def send_and_wait(self, messages: Sequence[Message], timeout_s: float) -> None:
+        producer = self._get()
+        try:
+            futures = [producer.send(m.topic, key=m.key, value=m.value) for m in messages]
+            producer.flush(timeout=timeout_s)
+            for f in futures:
+                f.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BusUnavailable(f"kafka: not acknowledged: {type(exc).__name__}") from exc
+
+    def send_nowait(self, message: Message) -> None:
+        try:
+            self._get().send(message.topic, key=message.key, value=message.value).add_errback(self._dropped)
+        except (KafkaError, BusUnavailable) as exc:
+            self._dropped(exc)
+
+    def _dropped(self, exc: Any) -> None:
+        self.dropped += 1
+        log.warning("decision_log_dropped", error=type(exc).__name__)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=self._timeout_s)
+                self._producer = None
+
+
+class KafkaBusConsumer:
+    def __init__(self, bootstrap_servers: str, group: str, topics: Sequence[str]) -> None:
+        # A 6 s session with 1 s heartbeats joins a group in ~3 s (client defaults: ~23 s).
+        self._c = KafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            max_poll_records=5000,
+            fetch_max_wait_ms=50,
+        )
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        batches = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for msgs in batches.values()
+            for m in msgs
+        ]
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        try:
+            self._c.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        except CommitFailedError as exc:
+            raise CommitFailed(str(exc)) from exc
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self._c.assignment()}
+
+    def close(self) -> None:
+        self._c.close()

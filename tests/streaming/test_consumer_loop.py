@@ -1,0 +1,228 @@
+"""The consumer loop end to end: embedded bus + store, and a real broker + a real Redis.
+
+Expected statistics come from a plain reference computation, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from streaming.bus import Bus, MemoryBus, Message
+from streaming.consumer import FeedbackConsumer
+from streaming.events import FeedbackEvent, RequestContext
+from streaming.kafka_bus import KafkaBus
+from streaming.redis_store import RedisStore
+from streaming.stores import MemoryStore, Store
+from tests.conftest import Broker
+
+COORDS = np.arange(6)
+
+
+@dataclass
+class Infra:
+    bus: Bus
+    store: Store
+    topic: str
+    dlq: str
+    group: str
+    kind: str
+    version: str
+
+    def consumer(self, **kwargs: object) -> FeedbackConsumer:
+        return FeedbackConsumer(
+            self.bus,
+            self.store,
+            group=self.group,
+            feedback_topic=self.topic,
+            dead_letter_topic=self.dlq,
+            **kwargs,  # type: ignore[arg-type]  # test pass-through
+        )
+
+
+@pytest.fixture(params=["memory", "real"])
+def infra(request: pytest.FixtureRequest) -> Infra:
+    suffix = uuid.uuid4().hex[:8]
+    topic, dlq, group = f"feedback-{suffix}", f"dlq-{suffix}", f"group-{suffix}"
+    if request.param == "memory":
+        bus: Bus = MemoryBus()
+        store: Store = MemoryStore()
+    else:
+        broker: Broker = request.getfixturevalue("broker")
+        bus = KafkaBus(broker.bootstrap)
+        store = RedisStore.from_url(request.getfixturevalue("redis_url"), timeout_s=2.0)
+    bus.ensure_topics({topic: 4, dlq: 1})
+    return Infra(bus, store, topic, dlq, group, str(request.param), f"v-{suffix}")
+
+
+def scenario(version: str, n_requests: int = 30, seed: int = 0) -> tuple[list[RequestContext], list[FeedbackEvent]]:
+    rng = np.random.default_rng(seed)
+    contexts, events = [], []
+    for r in range(n_requests):
+        rid = f"req-{seed}-{r}"
+        idx = sorted(rng.choice(6, 2, replace=False).tolist())
+        w = rng.dirichlet([1, 1]).round(3).tolist()
+        items = {f"item-{j}": (round(float(rng.random()) * 0.3, 3), False) for j in rng.choice(12, 3, replace=False)}
+        contexts.append(RequestContext(rid, "home", version, idx, w, items, 0.0))
+        for n, item in enumerate(items):
+            events.append(FeedbackEvent(f"{rid}-{n}-i", rid, item, "impression", 0.0, time.time()))
+            if rng.random() < 0.4:
+                events.append(FeedbackEvent(f"{rid}-{n}-c", rid, item, "click", 1.0, time.time()))
+                if rng.random() < 0.5:  # a double click: must count once
+                    events.append(FeedbackEvent(f"{rid}-{n}-c2", rid, item, "click", 1.0, time.time()))
+    events.append(FeedbackEvent("orphan", "req-unknown", "item-1", "click", 1.0, time.time()))
+    return contexts, events
+
+
+def reference(contexts: list[RequestContext], events: list[FeedbackEvent]) -> dict[str, dict[int, list[float]]]:
+    by_id = {c.request_id: c for c in contexts}
+    seen: set[tuple[str, str, str]] = set()
+    stats: dict[str, dict[int, list[float]]] = {}
+    for e in events:
+        ctx = by_id.get(e.request_id)
+        if ctx is None:
+            continue
+        kinds = ["impression"] if e.type == "impression" else ["impression", e.type]
+        for kind in kinds:
+            if (e.request_id, e.item_id, kind) in seen:
+                continue
+            seen.add((e.request_id, e.item_id, kind))
+            p = ctx.items[e.item_id][0]
+            for f, w in zip(ctx.indices, ctx.weights, strict=True):
+                cell = stats.setdefault(e.item_id, {}).setdefault(f, [0.0, 0.0])
+                if kind == "impression":
+                    cell[0] += w * w
+                    cell[1] -= w * p
+                else:
+                    cell[1] += w
+    return stats
+
+
+def assert_matches(store: Store, version: str, expected: dict[str, dict[int, list[float]]]) -> None:
+    items = sorted(expected)
+    w2, b = store.gather(version, items, COORDS)
+    for i, item in enumerate(items):
+        for f in COORDS.tolist():
+            want = expected[item].get(f, [0.0, 0.0])
+            assert w2[i, f] == pytest.approx(want[0], abs=1e-9), (item, f)
+            assert b[i, f] == pytest.approx(want[1], abs=1e-9), (item, f)
+
+
+def publish(infra: Infra, contexts: list[RequestContext], events: list[FeedbackEvent]) -> None:
+    for ctx in contexts:
+        infra.store.put_context(ctx, ttl_s=600)
+    infra.bus.producer().send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events], 10.0)
+
+
+def drain(consumers: list[FeedbackConsumer], total: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(c.stats.events for c in consumers) < total:
+        assert time.monotonic() < deadline, f"consumed {sum(c.stats.events for c in consumers)} of {total}"
+        for c in consumers:
+            c.run_once()
+
+
+def test_every_event_is_applied_once(infra: Infra) -> None:
+    contexts, events = scenario(infra.version)
+    publish(infra, contexts, events)
+    consumer = infra.consumer()
+    try:
+        drain([consumer], len(events))
+    finally:
+        consumer.close()
+    assert_matches(infra.store, infra.version, reference(contexts, events))
+    assert consumer.stats.counts["dead_unknown_request"] == 1
+    assert consumer.stats.counts["duplicate"] >= 1
+
+
+class Crash(Exception):
+    pass
+
+
+def _run_until_crash(consumer: FeedbackConsumer) -> None:
+    for _ in range(200):
+        consumer.run_once()
+
+
+def test_crash_between_store_write_and_commit_changes_nothing_twice(infra: Infra) -> None:
+    contexts, events = scenario(infra.version, seed=1)
+    publish(infra, contexts, events)
+    first = infra.consumer()
+
+    def crash(offsets: object) -> None:
+        raise Crash
+
+    first._consumer.commit = crash  # type: ignore[method-assign]  # fault injection: die before the commit
+    with pytest.raises(Crash):
+        _run_until_crash(first)
+    first.close()
+    assert first.stats.events == 0  # nothing committed
+
+    second = infra.consumer()
+    try:
+        drain([second], len(events))
+    finally:
+        second.close()
+    assert_matches(infra.store, infra.version, reference(contexts, events))
+
+
+def test_duplicate_delivery_of_the_same_events_changes_nothing(infra: Infra) -> None:
+    contexts, events = scenario(infra.version, seed=2)
+    publish(infra, contexts, events)
+    publish(infra, [], events)  # a producer retry: every event twice
+    consumer = infra.consumer()
+    try:
+        drain([consumer], 2 * len(events))
+    finally:
+        consumer.close()
+    assert_matches(infra.store, infra.version, reference(contexts, events))
+
+
+def test_two_members_split_partitions_and_one_takes_over(infra: Infra) -> None:
+    contexts, events = scenario(infra.version, n_requests=60, seed=3)
+    half = len(events) // 2
+    for ctx in contexts:
+        infra.store.put_context(ctx, ttl_s=600)
+    a, b = infra.consumer(), infra.consumer()
+    stop, b_stopped = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=c.run, args=(e,), daemon=True) for c, e in ((a, stop), (b, b_stopped))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while not (a.assignment() and b.assignment()):
+        assert time.monotonic() < deadline, "both members should get partitions"
+        time.sleep(0.1)
+    assert not (a.assignment() & b.assignment())
+    assert len(a.assignment() | b.assignment()) == 4
+    producer = infra.bus.producer()
+    producer.send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events[:half]], 10.0)
+    while a.stats.events + b.stats.events < half:
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.05)
+    # Stop b as a stopped process would (it leaves the group); a must take over its partitions
+    # and apply the rest exactly once.
+    b_stopped.set()
+    threads[1].join(timeout=20)
+    producer.send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events[half:]], 10.0)
+    expected = reference(contexts, events)
+    deadline = time.monotonic() + 60
+    while not _matches(infra.store, infra.version, expected):
+        assert time.monotonic() < deadline, "the remaining member should apply every event"
+        time.sleep(0.2)
+    assert len(a.assignment()) == 4
+    stop.set()
+    threads[0].join(timeout=20)
+    assert_matches(infra.store, infra.version, expected)
+
+
+def _matches(store: Store, version: str, expected: dict[str, dict[int, list[float]]]) -> bool:
+    try:
+        assert_matches(store, version, expected)
+    except AssertionError:
+        return False
+    return True
