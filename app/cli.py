@@ -1,39 +1,108 @@
-"""The ``onlinematch`` command line.
+"""The ``onlinematch`` command line: ``demo``, ``serve``, ``consume``, ``simulate``.
 
-``demo`` currently runs the bandit engine on the synthetic world, policies side by side, and
-prints how each learns; the HTTP service, consumers and dashboard join it as they land.
+Settings come from the environment (``app/settings.py``); flags override a few for convenience.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+import structlog
 
-from bandits import make_policy
-from bandits.simulate import PolicyAgent, run
-from bandits.world import World, WorldConfig
+from app.settings import Settings
 
-DEMO_POLICIES: tuple[tuple[str, dict[str, float]], ...] = (
-    ("diag_linucb", {"alpha": 0.1}),
-    ("diag_ts", {"sigma": 0.1}),
-    ("greedy", {}),
-    ("random", {}),
-)
+log = structlog.get_logger(__name__)
 
 
-def demo(rounds: int, seed: int, k: int) -> int:
-    world = World(WorldConfig(seed=seed, horizon=rounds))
-    print(
-        f"onlinematch demo: {world.config.n_items} items ({world.config.n_fresh} arriving fresh), "
-        f"{world.config.n_clusters} user clusters, {rounds} requests of {k} slots, seed {seed}"
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]  # validated by pydantic
+    except ValueError as exc:
+        raise SystemExit(f"onlinematch: invalid settings: {exc}") from exc
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    print(f"onlinematch serving on http://{settings.host}:{settings.port} (embedded: {settings.embedded})", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+def consume(settings: Settings) -> int:
+    if not (settings.redis_url and settings.kafka_bootstrap_servers):
+        raise SystemExit("onlinematch consume: REDIS_URL and KAFKA_BOOTSTRAP_SERVERS must both be set")
+    from app.main import Services, consumer_for
+
+    services = Services.build(settings)
+    services.bus.ensure_topics({settings.feedback_topic: settings.feedback_partitions, settings.dead_letter_topic: 1})
+    consumer = consumer_for(services)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"onlinematch consumer in group {settings.consumer_group} on {settings.feedback_topic}", flush=True)
+    consumer.run(stop)
+    return 0
+
+
+def demo(settings: Settings, rate: float) -> int:
+    import uvicorn
+
+    from app.demo import DEMO_WORLD, ensure_demo_bundle, simulate_users
+    from app.main import create_app
+    from bandits.world import World
+
+    np.seterr(over="ignore")
+    world = World(DEMO_WORLD)
+    version = ensure_demo_bundle(settings.bundle_dir, world)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"onlinematch demo: bundle {version}, embedded: {settings.embedded}", flush=True)
+    print(f"  API       {url}/v1/recommend", flush=True)
+    print(f"  metrics   {url}/metrics", flush=True)
+    print(f"  readiness {url}/readyz", flush=True)
+    stop = threading.Event()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     )
+    users = threading.Thread(
+        target=_after_start,
+        args=(server, lambda: simulate_users(url, world, stop, settings.operator_token.get_secret_value(), rate)),
+        daemon=True,
+    )
+    users.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+    return 0
+
+
+def _after_start(server: object, fn: object) -> None:
+    import time
+
+    while not getattr(server, "started", False):
+        time.sleep(0.05)
+    fn()  # type: ignore[operator]  # a plain callable
+
+
+def simulate(rounds: int, seed: int, k: int) -> int:
+    from bandits import make_policy
+    from bandits.simulate import PolicyAgent, run
+    from bandits.world import World, WorldConfig
+
+    np.seterr(over="ignore")
+    world = World(WorldConfig(seed=seed, horizon=rounds))
+    print(f"{world.config.n_items} items ({world.config.n_fresh} fresh), {rounds} requests of {k} slots, seed {seed}")
     print(f"{'policy':<14} {'CTR/slate':>9} {'of oracle':>9} {'fresh≥50 imp':>12} {'decisions/s':>11}")
-    for name, params in DEMO_POLICIES:
-        agent = PolicyAgent.of(make_policy(name, **params), world, seed)
-        result = run(world, agent, k=k)
+    for name, params in (("diag_linucb", {"alpha": 0.1}), ("diag_ts", {"sigma": 0.1}), ("greedy", {}), ("random", {})):
+        result = run(world, PolicyAgent.of(make_policy(name, **params), world, seed), k=k)
         print(
             f"{name:<14} {result.expected / rounds:>9.3f} {result.expected / result.oracle:>9.1%} "
             f"{result.fresh_discovery(world):>12.0%} {result.throughput:>11,.0f}"
@@ -44,18 +113,36 @@ def demo(rounds: int, seed: int, k: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="onlinematch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="simulated traffic through the bandit engine")
-    p_demo.add_argument("--rounds", type=int, default=5000, help="simulated requests (default 5000)")
-    p_demo.add_argument("--seed", type=int, default=0)
-    p_demo.add_argument("--k", type=int, default=4, help="slots per response (default 4)")
+    for name, text in (("demo", "service + embedded bus + simulated users"), ("serve", "the HTTP service")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--bundle-dir")
+        if name == "demo":
+            p.add_argument("--rate", type=float, default=20.0, help="simulated requests per second")
+    sub.add_parser("consume", help="a feedback consumer (needs REDIS_URL and KAFKA_BOOTSTRAP_SERVERS)")
+    p_sim = sub.add_parser("simulate", help="policies side by side on the synthetic world, offline")
+    p_sim.add_argument("--rounds", type=int, default=5000)
+    p_sim.add_argument("--seed", type=int, default=0)
+    p_sim.add_argument("--k", type=int, default=4)
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ]
+    )
+    if args.command == "simulate":
         if args.rounds < 1 or not 1 <= args.k <= 10:
             parser.error("--rounds must be >= 1 and --k in 1..10")
-        np.seterr(over="ignore")
-        return demo(args.rounds, args.seed, args.k)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+        return simulate(args.rounds, args.seed, args.k)
+    if args.command == "consume":
+        return consume(_settings())
+    settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
+    if args.command == "serve":
+        return serve(settings)
+    return demo(settings, args.rate)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ key                                                type    value                
                                                                                                  window
 ``om:ctx:<request_id>``                            STRING  ``RequestContext`` JSON               attribution
                                                                                                  window
+``om:surfaces``                                    HASH    surface name → settings JSON          none
+``om:surface-changes``                             LIST    change records JSON, newest first,    none
+                                                           capped at 1000
 =================================================  ======  ====================================  ===========
 
 - ``<version>`` is the bundle version: a new bundle starts an empty namespace; old namespaces
@@ -35,7 +38,7 @@ import redis
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import RequestContext, check_id
-from streaming.stores import Applied, ItemDelta, StoreUnavailable
+from streaming.stores import SURFACE_LOG_LENGTH, Applied, ItemDelta, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,6 +87,10 @@ def item_key(version: str, item: str) -> str:
 
 def credit_key(version: str, item: str, request_id: str) -> str:
     return f"om:v:{version}:credit:{{{item}}}:{request_id}"
+
+
+SURFACES_KEY = "om:surfaces"
+SURFACE_CHANGES_KEY = "om:surface-changes"
 
 
 def context_key(request_id: str) -> str:
@@ -159,6 +166,23 @@ class RedisStore:
             for rid, v in zip(request_ids, values, strict=True)
             if v is not None
         }
+
+    @_unavailable_on_redis_error
+    def get_surfaces(self) -> dict[str, bytes]:
+        raw = self._r.hgetall(SURFACES_KEY)
+        return {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in raw.items()}
+
+    @_unavailable_on_redis_error
+    def put_surface(self, name: str, value: bytes, change: bytes) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(SURFACES_KEY, name, value)
+        pipe.lpush(SURFACE_CHANGES_KEY, change)
+        pipe.ltrim(SURFACE_CHANGES_KEY, 0, SURFACE_LOG_LENGTH - 1)
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def surface_changes(self, limit: int) -> list[bytes]:
+        return [v if isinstance(v, bytes) else v.encode() for v in self._r.lrange(SURFACE_CHANGES_KEY, 0, limit - 1)]
 
     def ping(self) -> bool:
         try:

@@ -19,6 +19,8 @@ Semantics every store keeps
   (request, item): the flags ``i``, ``c``, ``r`` are set in the same atomic step as the
   statistics and expire with the attribution window.
 - Request contexts are stored under their request id with the attribution-window TTL.
+- Surface settings are one JSON document per surface, shared by every API replica; each
+  change is appended to a capped log (who, when, old → new).
 """
 
 from __future__ import annotations
@@ -92,7 +94,20 @@ class Store(Protocol):
         """Contexts still within their TTL (missing ids are absent), in one round trip."""
         ...
 
+    def get_surfaces(self) -> dict[str, bytes]: ...
+
+    def put_surface(self, name: str, value: bytes, change: bytes) -> None:
+        """Store a surface's settings and append ``change`` to the change log, atomically."""
+        ...
+
+    def surface_changes(self, limit: int) -> list[bytes]:
+        """Newest first."""
+        ...
+
     def ping(self) -> bool: ...
+
+
+SURFACE_LOG_LENGTH = 1000
 
 
 def merge_flags(current: str, new: str) -> str:
@@ -107,6 +122,8 @@ class MemoryStore:
         self._marks: dict[tuple[str, str], dict[int, int]] = {}
         self._credits: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._contexts: dict[str, tuple[bytes, float]] = {}
+        self._surfaces: dict[str, bytes] = {}
+        self._changes: list[bytes] = []
         self._lock = threading.Lock()
 
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -174,6 +191,20 @@ class MemoryStore:
         with self._lock:
             found = {rid: self._contexts.get(rid) for rid in request_ids}
         return {rid: RequestContext.decode(v[0]) for rid, v in found.items() if v is not None and v[1] > now}
+
+    def get_surfaces(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._surfaces)
+
+    def put_surface(self, name: str, value: bytes, change: bytes) -> None:
+        with self._lock:
+            self._surfaces[name] = value
+            self._changes.insert(0, change)
+            del self._changes[SURFACE_LOG_LENGTH:]
+
+    def surface_changes(self, limit: int) -> list[bytes]:
+        with self._lock:
+            return self._changes[:limit]
 
     def _evict(self, now: float) -> None:
         # Amortised expiry so an embedded run cannot grow without bound.

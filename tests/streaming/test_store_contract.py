@@ -151,3 +151,11 @@ def test_unreachable_redis_reports_not_ready() -> None:
     assert store.ping() is False
     with pytest.raises(StoreUnavailable, match="redis"):
         store.gather("v", ["a"], np.array([0]))
+
+
+def test_surface_settings_and_their_change_log(store: Store) -> None:
+    name = "s-" + uuid.uuid4().hex[:8]
+    store.put_surface(name, b'{"alpha": 0.1}', b'{"n": 1}')
+    store.put_surface(name, b'{"alpha": 0.2}', b'{"n": 2}')
+    assert store.get_surfaces()[name] == b'{"alpha": 0.2}'
+    assert store.surface_changes(2) == [b'{"n": 2}', b'{"n": 1}']

@@ -1,0 +1,197 @@
+"""The FastAPI application: wiring (``Services``), error format, metrics middleware.
+
+Routes live in ``app/routes.py``; each is one call into ``Recommender`` or ``Surfaces``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.metrics import Metrics
+from app.recommender import BundleHolder, NoBundle, Recommender
+from app.settings import Settings
+from app.surfaces import Surfaces
+from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
+from streaming.consumer import FeedbackConsumer
+from streaming.stores import MemoryStore, Store
+
+log = structlog.get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Services:
+    """Everything a process holds; built once from ``Settings`` and passed in."""
+
+    settings: Settings
+    store: Store
+    bus: Bus
+    producer: Producer
+    metrics: Metrics
+    bundles: BundleHolder
+    surfaces: Surfaces
+    recommender: Recommender
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    consumer: FeedbackConsumer | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        metrics = Metrics()
+        store: Store
+        bus: Bus
+        if settings.redis_url:
+            from streaming.redis_store import RedisStore
+
+            store = RedisStore.from_url(settings.redis_url, settings.redis_timeout_s)
+        else:
+            store = MemoryStore()
+        if settings.kafka_bootstrap_servers:
+            from streaming.kafka_bus import KafkaBus
+
+            bus = KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_timeout_s)
+        else:
+            bus = MemoryBus(default_partitions=settings.feedback_partitions)
+        producer = bus.producer()
+        bundles = BundleHolder(settings.bundle_dir, metrics)
+        surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
+        recommender = Recommender(settings, store, producer, bundles, surfaces, metrics)
+        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender)
+
+    def start(self) -> None:
+        try:
+            self.bus.ensure_topics(
+                {
+                    self.settings.feedback_topic: self.settings.feedback_partitions,
+                    self.settings.decisions_topic: self.settings.feedback_partitions,
+                    self.settings.dead_letter_topic: 1,
+                }
+            )
+        except Exception as exc:  # broker down at start: serve degraded, feedback answers 503
+            self.metrics.bus_errors.labels("ensure_topics").inc()
+            log.warning("topics_not_ensured", error=type(exc).__name__)
+        self.bundles.reload_if_changed()
+        self._spawn("bundle-poller", self._poll_bundles)
+        if isinstance(self.bus, MemoryBus):
+            # The embedded bus exists only in this process, so its consumer runs here too.
+            self.consumer = consumer_for(self)
+            self._spawn("embedded-consumer", self.consumer.run)
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _poll_bundles(self, stop: threading.Event) -> None:
+        while not stop.wait(2.0):
+            self.bundles.reload_if_changed()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.producer.close()
+
+
+def consumer_for(services: Services) -> FeedbackConsumer:
+    s, m = services.settings, services.metrics
+
+    def on_applied(event_ts: list[float]) -> None:
+        now = time.time()
+        for ts in event_ts:
+            if ts > 0:
+                m.freshness.observe(max(0.0, now - ts))
+
+    return FeedbackConsumer(
+        services.bus,
+        services.store,
+        group=s.consumer_group,
+        feedback_topic=s.feedback_topic,
+        dead_letter_topic=s.dead_letter_topic,
+        attribution_window_s=s.attribution_window_s,
+        on_applied=on_applied,
+    )
+
+
+def problem(status: int, title: str, detail: str, retry_after: int | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """Build the app; ``services`` may be injected (tests), else they are built from ``settings``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or Services.build(settings)
+        app.state.services = svc
+        svc.start()
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(title="onlinematch", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, "Request failed", str(exc.detail))
+
+    @app.exception_handler(BusUnavailable)
+    async def bus_down(request: Request, exc: BusUnavailable) -> JSONResponse:
+        detail = "the event broker did not acknowledge; nothing was accepted, retry later"
+        return problem(503, "Broker unavailable", detail, retry_after=settings.retry_after_s)
+
+    @app.exception_handler(NoBundle)
+    async def no_bundle(request: Request, exc: NoBundle) -> JSONResponse:
+        return problem(503, "No model bundle", str(exc), retry_after=settings.retry_after_s)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(http_request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            svc: Services | None = getattr(request.app.state, "services", None)
+            if svc is not None:
+                svc.metrics.requests.labels(path, str(status)).inc()
+                svc.metrics.latency.labels(path).observe(time.perf_counter() - start)
+            structlog.contextvars.unbind_contextvars("http_request_id")
+
+    from app.routes import router
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one process, on its own registry (tests build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("om_http_requests_total", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "om_http_request_seconds", "HTTP latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.recommendations = Counter(
+            "om_recommended_items_total", "Served slots", ["surface", "explored"], registry=r
+        )
+        self.degraded = Counter("om_degraded_responses_total", "Responses served degraded", ["reason"], registry=r)
+        self.feedback = Counter("om_feedback_events_total", "Feedback events", ["type", "outcome"], registry=r)
+        self.store_errors = Counter("om_store_errors_total", "Statistics store (Redis) errors", ["op"], registry=r)
+        self.bus_errors = Counter("om_bus_errors_total", "Event bus (Kafka) errors", ["op"], registry=r)
+        self.consumer_batch = Histogram(
+            "om_consumer_batch_events", "Events per consumer batch", buckets=(1, 10, 100, 1000, 5000), registry=r
+        )
+        self.consumer_apply = Histogram(
+            "om_consumer_apply_seconds", "Consumer batch apply time", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.freshness = Histogram(
+            "om_feedback_freshness_seconds",
+            "Event time to applied in the store",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.consumer_events = Counter("om_consumer_events_total", "Consumer outcomes", ["outcome"], registry=r)
+        self.bundle = Info("om_bundle", "Serving bundle", registry=r)
+        self.bundle_age = Gauge("om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r)

@@ -1,0 +1,99 @@
+"""Request and response models of the HTTP contract (DESIGN.md, "Public contract")."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+
+# Braces are refused: they would become Redis Cluster hash tags in the key layout.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^{}]+$")]
+SurfaceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _feature_value(value: object) -> float | str:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return float(value)
+    if isinstance(value, str) and len(value) <= 256:
+        return value
+    raise ValueError("must be a finite number or a string of at most 256 characters")
+
+
+# One validator instead of a union, so an error names the feature and not a union member.
+FeatureValue = Annotated[float | str, PlainValidator(_feature_value)]
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    surface: SurfaceName = "default"
+    k: int = Field(10, ge=1, le=100)
+    candidates: list[Id] | None = Field(None, min_length=1, max_length=10_000)
+    # Accepted and logged; scored by the user tower once the bundle has one (issue #4).
+    user_features: dict[Id, FeatureValue] = Field(default_factory=dict, max_length=64)
+    exclude: list[Id] = Field(default_factory=list, max_length=10_000)
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    explored: bool
+    prior: float
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    model_version: str
+    items: list[RecommendedItem]
+    degraded: bool
+    degraded_reasons: list[str] = []
+
+
+class FeedbackEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Id
+    request_id: Id
+    item_id: Id
+    type: Literal["impression", "click", "reward"]
+    value: Finite | None = None
+    ts: Finite | None = None
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[FeedbackEventIn] = Field(min_length=1, max_length=1000)
+
+
+class Rejected(BaseModel):
+    index: int
+    event_id: str
+    reason: str
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+
+
+class SurfaceUpdate(BaseModel):
+    """Fields left out keep their current values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"] | None = None
+    alpha: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    sigma: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    epsilon: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    explore_slots: Annotated[int, Field(ge=0, le=100)] | None = None
+    explore_traffic: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    count_served_as_impressions: bool | None = None

@@ -1,0 +1,262 @@
+"""The recommendation and feedback services behind the routes.
+
+Recommend (DESIGN flow 1): user embedding → sparse context → candidates → priors → statistics
+(one pipelined read) → policy scores → slots → request context stored, decision logged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from app.metrics import Metrics
+from app.settings import Settings
+from app.surfaces import Surfaces
+from bandits import DiagStats, SparseContext, select_slots
+from bandits.checks import FloatArray, IntArray
+from offline.bundle import Bundle, BundleError, current_version, load_current
+from streaming.bus import BusUnavailable, Message, Producer
+from streaming.events import FeedbackEvent, RequestContext
+from streaming.stores import Store, StoreUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+class NoBundle(RuntimeError):
+    """No model bundle is loaded yet; readiness reports it."""
+
+
+class BundleHolder:
+    """The serving bundle, swapped atomically when ``current`` moves (in-flight requests keep theirs)."""
+
+    def __init__(self, root: Path, metrics: Metrics) -> None:
+        self.root = root
+        self._metrics = metrics
+        self._bundle: Bundle | None = None
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> Bundle:
+        bundle = self._bundle
+        if bundle is None:
+            raise NoBundle(f"no bundle loaded from {self.root}")
+        return bundle
+
+    @property
+    def loaded(self) -> bool:
+        return self._bundle is not None
+
+    def reload_if_changed(self) -> bool:
+        version = current_version(self.root)
+        if version is None or (self._bundle is not None and self._bundle.version == version):
+            return False
+        with self._lock:
+            try:
+                bundle = load_current(self.root)
+            except BundleError as exc:
+                self.last_error = str(exc)
+                log.error("bundle_load_failed", error=str(exc))
+                return False
+            self._bundle = bundle
+            self.last_error = None
+        self._metrics.bundle.info({"version": bundle.version})
+        self._metrics.bundle_age.set(bundle.created_at)
+        log.info("bundle_loaded", version=bundle.version, items=len(bundle.item_index))
+        return True
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    item_id: str
+    score: float
+    explored: bool
+    prior: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    request_id: str
+    model_version: str
+    items: list[ServedItem]
+    degraded: bool
+    degraded_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, str | int]]
+
+
+def sparse_context(bundle: Bundle, user_id: str) -> tuple[FloatArray, SparseContext]:
+    """The user's embedding (dim,) and her K nearest clusters with softmax weights (K,)."""
+    row = bundle.user_index.get(user_id)
+    u = bundle.arrays["default_user"] if row is None else bundle.arrays["user_emb"][row]
+    u = np.asarray(u, dtype=np.float64)
+    sims = bundle.arrays["centroids"] @ u
+    k = min(int(bundle.manifest["k_nearest"]), len(sims))
+    top = np.argpartition(-sims, k - 1)[:k]
+    top = top[np.argsort(-sims[top], kind="stable")]
+    logits = sims[top] / float(bundle.manifest["temperature"])
+    w = np.exp(logits - logits.max())
+    return u, SparseContext(top.astype(np.int64), w / w.sum())
+
+
+def candidate_rows(bundle: Bundle, context: SparseContext) -> IntArray:
+    """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated."""
+    graph = bundle.arrays["graph"][context.indices].ravel()
+    return np.unique(np.concatenate([graph, bundle.arrays["fresh"]])).astype(np.int64)
+
+
+def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
+    """``sigmoid(prior_scale · <u, v_j> + item_bias_j)`` for item rows (N,)."""
+    scale = float(bundle.manifest["prior"].get("scale", 1.0))
+    logit = scale * (bundle.arrays["item_emb"][rows] @ u) + bundle.arrays["item_bias"][rows]
+    return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
+
+
+class Recommender:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        producer: Producer,
+        bundles: BundleHolder,
+        surfaces: Surfaces,
+        metrics: Metrics,
+    ) -> None:
+        self._s = settings
+        self._store = store
+        self._producer = producer
+        self._bundles = bundles
+        self._surfaces = surfaces
+        self._metrics = metrics
+        self._rng_local = threading.local()
+
+    def _rng(self) -> np.random.Generator:
+        rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
+        if rng is None:
+            rng = np.random.default_rng()
+            self._rng_local.rng = rng
+        return rng
+
+    def recommend(
+        self,
+        user_id: str,
+        surface: str,
+        k: int,
+        candidates: Sequence[str] | None,
+        exclude: Sequence[str],
+    ) -> Recommendation:
+        bundle = self._bundles.current
+        config = self._surfaces.get(surface)
+        reasons: list[str] = []
+        u, context = sparse_context(bundle, user_id)
+
+        if candidates is not None:
+            ids = list(dict.fromkeys(candidates))
+        else:
+            ids = [str(x) for x in bundle.arrays["item_ids"][candidate_rows(bundle, context)].tolist()]
+        if exclude:
+            excluded = set(exclude)
+            ids = [i for i in ids if i not in excluded]
+        if not ids:
+            return Recommendation(uuid.uuid4().hex, bundle.version, [], False)
+
+        known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
+        prior = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
+        mask = known >= 0
+        if mask.any():
+            prior[mask] = priors(bundle, u, known[mask])
+
+        try:
+            w2, b = self._store.gather(bundle.version, ids, context.indices)
+        except StoreUnavailable:
+            self._metrics.store_errors.labels("gather").inc()
+            reasons.append("statistics_unavailable")
+            w2 = b = np.zeros((len(ids), len(context.indices)))
+
+        # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
+        # serving policy scores them through its ordinary interface.
+        stats = DiagStats(self._s.lam, w2, b)
+        local = SparseContext(np.arange(len(context.indices), dtype=np.int64), context.weights)
+        rng = self._rng()
+        scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
+        explore = not reasons and rng.random() < config.explore_traffic
+        slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
+
+        request_id = uuid.uuid4().hex
+        served = [
+            ServedItem(ids[p], float(scores.explore[p] if e else scores.mean[p]), bool(e), float(prior[p]))
+            for p, e in zip(slate.positions.tolist(), slate.explored.tolist(), strict=True)
+        ]
+        ctx = RequestContext(
+            request_id=request_id,
+            surface=surface,
+            version=bundle.version,
+            indices=context.indices.tolist(),
+            weights=context.weights.tolist(),
+            items={s.item_id: (s.prior, s.explored) for s in served},
+            ts=time.time(),
+        )
+        try:
+            self._store.put_context(ctx, self._s.attribution_window_s)
+        except StoreUnavailable:
+            self._metrics.store_errors.labels("put_context").inc()
+            reasons.append("context_not_stored")
+        self._log_decision(ctx, config.count_served_as_impressions)
+        for item in served:
+            self._metrics.recommendations.labels(surface, str(item.explored).lower()).inc()
+        for reason in reasons:
+            self._metrics.degraded.labels(reason).inc()
+        return Recommendation(request_id, bundle.version, served, bool(reasons), reasons)
+
+    def _log_decision(self, ctx: RequestContext, served_as_impressions: bool) -> None:
+        self._producer.send_nowait(Message(self._s.decisions_topic, ctx.request_id.encode(), ctx.encode()))
+        if served_as_impressions:
+            for item in ctx.items:
+                event = FeedbackEvent(
+                    f"{ctx.request_id}:{item}:served", ctx.request_id, item, "impression", 0.0, ctx.ts
+                )
+                self._producer.send_nowait(Message(self._s.feedback_topic, item.encode(), event.encode()))
+
+    def feedback(self, events: Sequence[FeedbackEvent]) -> FeedbackResult:
+        unique: dict[str, FeedbackEvent] = {}
+        for ev in events:
+            unique.setdefault(ev.event_id, ev)
+        duplicates = len(events) - len(unique)
+        rejected: list[dict[str, str | int]] = []
+        try:
+            known = self._store.get_contexts(sorted({e.request_id for e in unique.values()}))
+        except StoreUnavailable:
+            # Cannot check now; the consumer dead-letters what does not join, nothing is lost.
+            self._metrics.store_errors.labels("get_contexts").inc()
+            known = None
+        to_send = []
+        for index, ev in enumerate(events):
+            if unique.get(ev.event_id) is not ev:
+                continue
+            if known is not None and ev.request_id not in known:
+                rejected.append({"index": index, "event_id": ev.event_id, "reason": "unknown or expired request_id"})
+                self._metrics.feedback.labels(ev.type, "rejected").inc()
+                continue
+            to_send.append(ev)
+        messages = [Message(self._s.feedback_topic, e.item_id.encode(), e.encode()) for e in to_send]
+        try:
+            if messages:
+                self._producer.send_and_wait(messages, self._s.kafka_timeout_s)
+        except BusUnavailable:
+            self._metrics.bus_errors.labels("feedback").inc()
+            raise
+        for ev in to_send:
+            self._metrics.feedback.labels(ev.type, "accepted").inc()
+        return FeedbackResult(len(to_send), duplicates, rejected)

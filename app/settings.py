@@ -1,0 +1,55 @@
+"""The service's settings: one pydantic-settings class, built in ``main()`` and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_TOKEN = "change-me"
+
+
+class Settings(BaseSettings):
+    """Environment variables of the same names (case-insensitive) override the defaults.
+
+    With neither ``REDIS_URL`` nor ``KAFKA_BOOTSTRAP_SERVERS`` set, the service runs on the
+    embedded store and bus.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    redis_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    operator_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    bundle_dir: Path = Path("var/bundles")
+
+    attribution_window_s: float = Field(3600.0, gt=0)
+    feedback_topic: str = "feedback"
+    decisions_topic: str = "decisions"
+    dead_letter_topic: str = "feedback-dead-letter"
+    feedback_partitions: int = Field(8, ge=1)
+    consumer_group: str = "onlinematch-feedback"
+
+    lam: float = Field(1.0, gt=0)
+    redis_timeout_s: float = Field(0.25, gt=0)
+    kafka_timeout_s: float = Field(2.0, gt=0)
+    retry_after_s: int = Field(5, ge=1)
+    surface_cache_s: float = Field(1.0, ge=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_outside_development(self) -> Settings:
+        if self.environment != "development" and self.operator_token.get_secret_value() == PLACEHOLDER_TOKEN:
+            raise ValueError(
+                "OPERATOR_TOKEN: set a real operator token outside development (the placeholder is refused)"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None and self.kafka_bootstrap_servers is None

@@ -1,0 +1,93 @@
+"""Per-surface exploration settings, shared by every replica through the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from bandits import make_policy
+from bandits.policies import Policy
+from streaming.stores import Store, StoreUnavailable
+
+ServingPolicy = Literal["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"]
+
+
+class SurfaceConfig(BaseModel):
+    """What an operator steers. ``linucb`` (full matrix) is a benchmark reference, not served."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: ServingPolicy = "diag_linucb"
+    alpha: float = Field(0.1, ge=0, le=100, allow_inf_nan=False)
+    sigma: float = Field(0.1, ge=0, le=100, allow_inf_nan=False)
+    epsilon: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
+    explore_slots: int = Field(2, ge=0, le=100)
+    explore_traffic: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
+    count_served_as_impressions: bool = False
+
+    def build_policy(self, lam: float) -> Policy[object]:
+        params: dict[str, float] = {"lam": lam} if self.policy != "random" else {}
+        if self.policy == "diag_linucb":
+            params["alpha"] = self.alpha
+        elif self.policy == "diag_ts":
+            params["sigma"] = self.sigma
+        elif self.policy == "epsilon_greedy":
+            params["epsilon"] = self.epsilon
+        return make_policy(self.policy, **params)
+
+
+class Surfaces:
+    """Reads through a short cache so a request costs no extra round trip; writes go through."""
+
+    def __init__(self, store: Store, cache_s: float, lam: float) -> None:
+        self._store = store
+        self._cache_s = cache_s
+        self._lam = lam
+        self._lock = threading.Lock()
+        self._cached: dict[str, SurfaceConfig] = {}
+        self._loaded_at = float("-inf")
+        self._policies: dict[SurfaceConfig, Policy[object]] = {}
+
+    def get(self, name: str) -> SurfaceConfig:
+        now = time.monotonic()
+        if now - self._loaded_at > self._cache_s:
+            try:
+                raw = self._store.get_surfaces()
+                fresh = {k: SurfaceConfig.model_validate_json(v) for k, v in raw.items()}
+                with self._lock:
+                    self._cached, self._loaded_at = fresh, now
+            except StoreUnavailable:
+                pass  # keep serving the last known settings
+        return self._cached.get(name, SurfaceConfig())
+
+    def all(self) -> dict[str, SurfaceConfig]:
+        self.get("default")
+        return dict(self._cached)
+
+    def put(self, name: str, config: SurfaceConfig, who: str) -> SurfaceConfig:
+        old = self.get(name)
+        change = {
+            "surface": name,
+            "who": who,
+            "at": time.time(),
+            "old": old.model_dump(),
+            "new": config.model_dump(),
+        }
+        self._store.put_surface(name, config.model_dump_json().encode(), orjson.dumps(change))
+        with self._lock:
+            self._cached = {**self._cached, name: config}
+        return old
+
+    def changes(self, limit: int = 50) -> list[dict[str, object]]:
+        return [orjson.loads(raw) for raw in self._store.surface_changes(limit)]
+
+    def policy(self, config: SurfaceConfig) -> Policy[object]:
+        policy = self._policies.get(config)
+        if policy is None:
+            policy = config.build_policy(self._lam)
+            self._policies[config] = policy
+        return policy

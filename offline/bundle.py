@@ -1,0 +1,196 @@
+"""Model bundles: the immutable, versioned hand-over from the offline job to serving.
+
+numpy only (serving imports this module and must never import torch).
+
+Layout (format 1)
+-----------------
+::
+
+    <root>/current                  text: the serving version's directory name (replaced atomically)
+    <root>/<version>/manifest.json  see below
+    <root>/<version>/<name>.npy     arrays, memory-mappable (np.load(mmap_mode="r"))
+
+==================  ==================  =========================================================
+array               shape, dtype        meaning
+==================  ==================  =========================================================
+item_ids            (n_items,) <U       item id strings, row order of every item array
+item_emb            (n_items, dim) f4   item tower output (L2-normalised)
+item_bias           (n_items,) f4       prior logit offset per item
+item_created        (n_items,) f8       creation time, epoch seconds (fresh-item pool, age buckets)
+user_ids            (n_users,) <U       known users, row order of user_emb
+user_emb            (n_users, dim) f4   user tower output for known users
+default_user        (dim,) f4           embedding for a cold user
+centroids           (C, dim) f4         user clusters: the sparse context's coordinates
+graph               (C, W) i4           candidate graph: top-W item rows per cluster
+fresh               (F,) i4             fresh-item pool: item rows
+==================  ==================  =========================================================
+
+The prior of DESIGN.md is ``p_j(u) = sigmoid(prior_scale · <u, v_j> + item_bias_j)`` for
+``"prior": {"kind": "two_tower"}``; the distilled students of issue #4 add ``"kind": "mlp"``.
+
+manifest.json: ``{"format": 1, "version", "created_at", "data_window": [start, end], "dim",
+"n_items", "n_users", "n_clusters", "k_nearest", "temperature", "prior": {...},
+"default_prior", "metrics": {...}, "checksums": {"<file>": "sha256:<hex>"}}``.
+
+A bundle directory is never modified after ``publish``; ``current`` is written to a temporary
+file and renamed over the old pointer, so a reader sees the old or the new version, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FORMAT = 1
+ARRAYS = (
+    "item_ids",
+    "item_emb",
+    "item_bias",
+    "item_created",
+    "user_ids",
+    "user_emb",
+    "default_user",
+    "centroids",
+    "graph",
+    "fresh",
+)
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be served; the message names the file and what is wrong."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def publish(root: Path, version: str, arrays: dict[str, NDArray[Any]], manifest: dict[str, Any]) -> Path:
+    """Write ``arrays`` and the manifest as ``root/version`` and point ``current`` at it."""
+    missing = [name for name in ARRAYS if name not in arrays]
+    if missing:
+        raise BundleError(f"{version}: missing arrays {missing}")
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / version
+    if final.exists():
+        raise BundleError(f"{final}: exists; bundles are immutable, pick a new version")
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    checksums = {}
+    for name in ARRAYS:
+        path = staging / f"{name}.npy"
+        np.save(path, arrays[name], allow_pickle=False)
+        checksums[path.name] = _sha256(path)
+    full = {
+        "format": FORMAT,
+        "version": version,
+        "created_at": time.time(),
+        **manifest,
+        "checksums": checksums,
+    }
+    (staging / "manifest.json").write_text(json.dumps(full, indent=1, sort_keys=True))
+    staging.rename(final)
+    point_current(root, version)
+    return final
+
+
+def point_current(root: Path, version: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".current.", dir=root)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(version + "\n")
+    os.replace(tmp, root / "current")
+
+
+def current_version(root: Path) -> str | None:
+    try:
+        return (root / "current").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle: arrays memory-mapped, lookups built once."""
+
+    path: Path
+    manifest: dict[str, Any]
+    arrays: dict[str, NDArray[Any]]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def created_at(self) -> float:
+        return float(self.manifest["created_at"])
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        return {str(item): i for i, item in enumerate(self.arrays["item_ids"].tolist())}
+
+    @cached_property
+    def user_index(self) -> dict[str, int]:
+        return {str(user): i for i, user in enumerate(self.arrays["user_ids"].tolist())}
+
+    @classmethod
+    def load(cls, path: Path, verify: bool = True) -> Bundle:
+        manifest_path = path / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except FileNotFoundError as exc:
+            raise BundleError(f"{manifest_path}: missing") from exc
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{manifest_path}: not JSON ({exc})") from exc
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{manifest_path}: format {manifest.get('format')!r}, this server reads {FORMAT}")
+        arrays = {}
+        for name in ARRAYS:
+            file = path / f"{name}.npy"
+            if not file.exists():
+                raise BundleError(f"{file}: missing")
+            if verify and manifest["checksums"].get(file.name) != _sha256(file):
+                raise BundleError(f"{file}: checksum does not match manifest.json")
+            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+        bundle = cls(path, manifest, arrays)
+        bundle._check_shapes()
+        return bundle
+
+    def _check_shapes(self) -> None:
+        a, m = self.arrays, self.manifest
+        n, dim = a["item_emb"].shape
+        checks = {
+            "item_ids": a["item_ids"].shape == (n,),
+            "item_bias": a["item_bias"].shape == (n,),
+            "item_created": a["item_created"].shape == (n,),
+            "user_emb": a["user_emb"].shape == (a["user_ids"].shape[0], dim),
+            "default_user": a["default_user"].shape == (dim,),
+            "centroids": a["centroids"].ndim == 2 and a["centroids"].shape[1] == dim,
+            "graph": a["graph"].ndim == 2 and a["graph"].shape[0] == a["centroids"].shape[0],
+            "manifest.dim": m.get("dim") == dim,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise BundleError(f"{self.path}: inconsistent shapes in {bad}")
+        if a["graph"].size and (a["graph"].min() < 0 or a["graph"].max() >= n):
+            raise BundleError(f"{self.path}/graph.npy: item rows out of range")
+        if a["fresh"].size and (a["fresh"].min() < 0 or a["fresh"].max() >= n):
+            raise BundleError(f"{self.path}/fresh.npy: item rows out of range")
+
+
+def load_current(root: Path, verify: bool = True) -> Bundle:
+    version = current_version(root)
+    if version is None:
+        raise BundleError(f"{root}/current: no bundle published")
+    return Bundle.load(root / version, verify=verify)

@@ -1,0 +1,202 @@
+"""The HTTP contract on embedded defaults: shapes, validation that names the field, admin auth."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.settings import Settings
+
+AUTH = {"Authorization": "Bearer test-operator-token"}
+
+
+def recommend(client: TestClient, **body: object) -> dict[str, object]:
+    r = client.post("/v1/recommend", json={"user_id": "user-1", **body})
+    assert r.status_code == 200, r.text
+    data: dict[str, object] = r.json()
+    return data
+
+
+def test_recommend_returns_k_distinct_items_with_flags(client: TestClient) -> None:
+    data = recommend(client, k=7)
+    items = data["items"]
+    assert isinstance(items, list) and len(items) == 7
+    assert len({i["item_id"] for i in items}) == 7
+    assert all(isinstance(i["explored"], bool) and 0 <= i["prior"] <= 1 for i in items)
+    assert data["model_version"] == "v-test-1" and data["degraded"] is False
+    assert isinstance(data["request_id"], str) and len(data["request_id"]) == 32
+
+
+def test_caller_candidates_and_exclusions_are_honoured(client: TestClient) -> None:
+    data = recommend(client, k=3, candidates=["item-1", "item-2", "item-3", "brand-new-item"], exclude=["item-2"])
+    ids = {i["item_id"] for i in data["items"]}  # type: ignore[attr-defined]
+    assert ids <= {"item-1", "item-3", "brand-new-item"} and len(ids) == 3
+
+
+def test_unknown_and_cold_users_are_served(client: TestClient) -> None:
+    data = recommend(client, k=5, user_id="someone-never-seen")
+    assert len(data["items"]) == 5  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "u", "k": 0}, "k"),
+        ({"user_id": "u", "k": 101}, "k"),
+        ({"user_id": "u", "candidates": [f"i{n}" for n in range(10_001)]}, "candidates"),
+        ({"user_id": ""}, "user_id"),
+        ({"user_id": "x" * 257}, "user_id"),
+        ({"user_id": "a{b}"}, "user_id"),
+        ({"user_id": "u", "candidates": ["ok", ""]}, "candidates.1"),
+        ({"user_id": "u", "user_features": {"age": float("nan")}}, "user_features.age"),
+        ({"user_id": "u", "surface": "bad surface"}, "surface"),
+        ({"user_id": "u", "surprise": 1}, "surprise"),
+        ({}, "user_id"),
+    ],
+)
+def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+    r = client.post("/v1/recommend", content=_json(body), headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["status"] == 422
+    assert field in [e["field"] for e in problem["errors"]], problem
+    assert field in problem["detail"]
+
+
+def _json(body: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(body)  # allows NaN on purpose: clients do send it
+
+
+def event(n: int = 0, **overrides: object) -> dict[str, object]:
+    return {"event_id": f"e{n}", "request_id": "r", "item_id": "item-1", "type": "click", **overrides}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": [event(n) for n in range(1001)]}, "events"),
+        ({"events": []}, "events"),
+        ({"events": [event(type="purchase")]}, "events.0.type"),
+        ({"events": [event(value=float("inf"))]}, "events.0.value"),
+        ({"events": [event(), event(1, item_id="")]}, "events.1.item_id"),
+    ],
+)
+def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+    r = client.post("/v1/feedback", content=_json(body), headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in r.json()["errors"]]
+
+
+def test_feedback_accepts_counts_duplicates_and_rejects_unknown_requests(client: TestClient) -> None:
+    rec = recommend(client, k=2)
+    rid, item = rec["request_id"], rec["items"][0]["item_id"]  # type: ignore[index]
+    events = [
+        {"event_id": "a", "request_id": rid, "item_id": item, "type": "impression"},
+        {"event_id": "a", "request_id": rid, "item_id": item, "type": "impression"},
+        {"event_id": "b", "request_id": rid, "item_id": item, "type": "click"},
+        {"event_id": "c", "request_id": "no-such-request", "item_id": item, "type": "click"},
+    ]
+    r = client.post("/v1/feedback", json={"events": events})
+    assert r.status_code == 202
+    assert r.json() == {
+        "accepted": 2,
+        "duplicates": 1,
+        "rejected": [{"index": 3, "event_id": "c", "reason": "unknown or expired request_id"}],
+    }
+
+
+def test_feedback_moves_the_next_scores(client: TestClient) -> None:
+    rec = recommend(client, k=3, user_id="user-5", candidates=["item-10", "item-11", "item-12"])
+    rid = rec["request_id"]
+    before = {i["item_id"]: i["score"] for i in rec["items"]}  # type: ignore[attr-defined]
+    events = [{"event_id": f"c{n}", "request_id": rid, "item_id": "item-11", "type": "click"} for n in range(1)]
+    assert client.post("/v1/feedback", json={"events": events}).status_code == 202
+    deadline = time.monotonic() + 5
+    while True:
+        after = recommend(client, k=3, user_id="user-5", candidates=["item-10", "item-11", "item-12"])
+        scores = {i["item_id"]: i for i in after["items"]}  # type: ignore[attr-defined]
+        item = scores["item-11"]
+        mean_now = item["score"] if not item["explored"] else None
+        if mean_now is not None and mean_now > before["item-11"] + 0.05:
+            break
+        assert time.monotonic() < deadline, "a click should raise the item's mean within a second or so"
+        time.sleep(0.05)
+
+
+def test_admin_requires_the_operator_token(client: TestClient) -> None:
+    assert client.get("/v1/admin/surfaces/home").status_code == 401
+    assert client.get("/v1/admin/surfaces/home", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = client.put("/v1/admin/surfaces/home", json={"alpha": 5.0})
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/admin/surfaces/home", headers=AUTH).json()["alpha"] == 0.1
+
+
+def test_admin_edit_takes_effect_on_the_next_request_without_reset(client: TestClient) -> None:
+    candidates = [f"item-{n}" for n in range(40)]
+    ask = {"k": 5, "surface": "home", "user_id": "user-9", "candidates": candidates}
+    # Learn something first: a click on one item.
+    rec = recommend(client, **ask)
+    first = rec["items"][0]["item_id"]  # type: ignore[index]
+    click = {"event_id": "adm-1", "request_id": rec["request_id"], "item_id": first, "type": "click"}
+    assert client.post("/v1/feedback", json={"events": [click]}).status_code == 202
+    deadline = time.monotonic() + 5
+    while (learnt := _mean(client, ask, first)) <= rec["items"][0]["prior"] + 0.05:  # type: ignore[index]
+        assert time.monotonic() < deadline, "the click should be learnt"
+        time.sleep(0.05)
+
+    # Exploration on every request, filled at random: the very next request explores.
+    r = client.put(
+        "/v1/admin/surfaces/home",
+        json={"policy": "epsilon_greedy", "epsilon": 1.0, "explore_traffic": 1.0, "explore_slots": 3},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["explore_traffic"] == 1.0
+    assert any(i["explored"] for i in recommend(client, **ask)["items"])  # type: ignore[attr-defined]
+
+    # Back to Diag-LinUCB with another alpha: what was learnt is still there.
+    r = client.put(
+        "/v1/admin/surfaces/home", json={"policy": "diag_linucb", "alpha": 3.0, "explore_traffic": 0.0}, headers=AUTH
+    )
+    assert r.status_code == 200
+    assert _mean(client, ask, first) == pytest.approx(learnt)
+
+    bad = client.put("/v1/admin/surfaces/home", json={"explore_traffic": 2.0}, headers=AUTH)
+    assert bad.status_code == 422 and "explore_traffic" in bad.json()["detail"]
+    assert client.get("/v1/admin/surfaces/home", headers=AUTH).json()["explore_traffic"] == 0.0
+    assert client.put("/v1/admin/surfaces/home", json={"policy": "linucb"}, headers=AUTH).status_code == 422
+
+
+def _mean(client: TestClient, ask: dict[str, object], item: str) -> float:
+    """The item's score on a request with no exploration (the surface must have explore_traffic 0)."""
+    client.put("/v1/admin/surfaces/home", json={"explore_traffic": 0.0}, headers=AUTH)
+    rec = recommend(client, **{**ask, "k": 40})
+    scores = {i["item_id"]: i["score"] for i in rec["items"]}  # type: ignore[attr-defined]
+    return float(scores[item])
+
+
+def test_placeholder_token_is_refused_outside_development() -> None:
+    with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
+        Settings(environment="production")
+    assert Settings(environment="production", operator_token="s3cret").environment == "production"  # type: ignore[arg-type]  # pydantic coerces
+
+
+def test_health_readiness_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["bundle"] == "v-test-1" and ready["degraded"] == []
+    recommend(client, k=2)
+    text = client.get("/metrics").text
+    assert 'om_http_requests_total{route="/v1/recommend",status="200"}' in text
+    assert 'om_bundle_info{version="v-test-1"} 1.0' in text
+
+
+def test_serving_never_imports_torch(client: TestClient) -> None:
+    recommend(client, k=2)
+    assert "torch" not in sys.modules
