@@ -31,7 +31,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, world: World) -> Path:
 
 
 def settings_for(bundle_dir: Path, **overrides: object) -> Settings:
-    base = Settings(bundle_dir=bundle_dir, operator_token=TOKEN, surface_cache_s=0.0)  # type: ignore[arg-type]  # pydantic coerces
+    base = Settings(bundle_dir=bundle_dir, operator_token=TOKEN, surface_cache_s=0.0)
     return base.model_copy(update=overrides)
 
 

@@ -184,7 +184,7 @@ def _mean(client: TestClient, ask: dict[str, object], item: str) -> float:
 def test_placeholder_token_is_refused_outside_development() -> None:
     with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
         Settings(environment="production")
-    assert Settings(environment="production", operator_token="s3cret").environment == "production"  # type: ignore[arg-type]  # pydantic coerces
+    assert Settings(environment="production", operator_token="s3cret").environment == "production"
 
 
 def test_health_readiness_and_metrics(client: TestClient) -> None:
