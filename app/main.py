@@ -72,6 +72,19 @@ class Services:
         return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender)
 
     def start(self) -> None:
+        if isinstance(self.bus, MemoryBus):
+            self._ensure_topics()
+        else:
+            # A broker that is down or slow must not hold up serving recommendations.
+            threading.Thread(target=self._ensure_topics, name="ensure-topics", daemon=True).start()
+        self.bundles.reload_if_changed()
+        self._spawn("bundle-poller", self._poll_bundles)
+        if isinstance(self.bus, MemoryBus):
+            # The embedded bus exists only in this process, so its consumer runs here too.
+            self.consumer = consumer_for(self)
+            self._spawn("embedded-consumer", self.consumer.run)
+
+    def _ensure_topics(self) -> None:
         try:
             self.bus.ensure_topics(
                 {
@@ -80,15 +93,9 @@ class Services:
                     self.settings.dead_letter_topic: 1,
                 }
             )
-        except Exception as exc:  # broker down at start: serve degraded, feedback answers 503
+        except Exception as exc:  # any client error: serve anyway; feedback answers 503 until the broker is back
             self.metrics.bus_errors.labels("ensure_topics").inc()
             log.warning("topics_not_ensured", error=type(exc).__name__)
-        self.bundles.reload_if_changed()
-        self._spawn("bundle-poller", self._poll_bundles)
-        if isinstance(self.bus, MemoryBus):
-            # The embedded bus exists only in this process, so its consumer runs here too.
-            self.consumer = consumer_for(self)
-            self._spawn("embedded-consumer", self.consumer.run)
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)

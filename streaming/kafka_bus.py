@@ -8,7 +8,9 @@ Consumers never auto-commit: the runner commits after the statistics are in the 
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +23,8 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from streaming.bus import BusUnavailable, CommitFailed, Message, Record
 
 log = structlog.get_logger(__name__)
+
+FAIL_FAST_S = 5.0
 
 
 class KafkaBus:
@@ -52,7 +56,9 @@ class KafkaBus:
 
     def ping(self) -> bool:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=1000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=1000, bootstrap_timeout_ms=1000
+            )
         except KafkaError:
             return False
         admin.close()
@@ -60,17 +66,28 @@ class KafkaBus:
 
 
 class KafkaBusProducer:
+    """Feedback waits for ``acks=all``; decision logs go through a bounded queue drained by a
+    background thread, so no Kafka call (kafka-python may block on metadata) is on a request path."""
+
+    QUEUE_SIZE = 10_000
+
     def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._servers = bootstrap_servers
         self._producer: KafkaProducer | None = None
+        self._failed_at = float("-inf")
+        self._queue: queue.Queue[Message | None] = queue.Queue(self.QUEUE_SIZE)
+        self._drainer: threading.Thread | None = None
         self.dropped = 0
 
     def _get(self) -> KafkaProducer:
-        # Created lazily so the service starts (and degrades) while the broker is down.
+        # Created lazily so the service starts (and degrades) while the broker is down; after a
+        # failed connect, fail fast for a few seconds instead of blocking every caller again.
         with self._lock:
             if self._producer is None:
+                if time.monotonic() - self._failed_at < FAIL_FAST_S:
+                    raise BusUnavailable(f"kafka: {self._servers} unreachable (retrying in a few seconds)")
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self._servers,
@@ -80,8 +97,11 @@ class KafkaBusProducer:
                         max_block_ms=int(self._timeout_s * 1000),
                         request_timeout_ms=int(self._timeout_s * 1000),
                         delivery_timeout_ms=int(self._timeout_s * 1000) + 100,
+                        bootstrap_timeout_ms=int(self._timeout_s * 1000),
+                        reconnect_backoff_max_ms=1000,
                     )
                 except KafkaError as exc:
+                    self._failed_at = time.monotonic()
                     raise BusUnavailable(f"kafka: cannot connect to {self._servers}: {exc}") from exc
             return self._producer
 
@@ -96,16 +116,32 @@ class KafkaBusProducer:
             raise BusUnavailable(f"kafka: not acknowledged: {type(exc).__name__}") from exc
 
     def send_nowait(self, message: Message) -> None:
+        if self._drainer is None:
+            with self._lock:
+                if self._drainer is None:
+                    self._drainer = threading.Thread(target=self._drain, name="kafka-decision-log", daemon=True)
+                    self._drainer.start()
         try:
-            self._get().send(message.topic, key=message.key, value=message.value).add_errback(self._dropped)
-        except (KafkaError, BusUnavailable) as exc:
-            self._dropped(exc)
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self._dropped("queue full")
+
+    def _drain(self) -> None:
+        while (message := self._queue.get()) is not None:
+            try:
+                self._get().send(message.topic, key=message.key, value=message.value).add_errback(self._dropped)
+            except (KafkaError, BusUnavailable) as exc:
+                self._dropped(exc)
 
     def _dropped(self, exc: Any) -> None:
         self.dropped += 1
-        log.warning("decision_log_dropped", error=type(exc).__name__)
+        log.warning("decision_log_dropped", error=exc if isinstance(exc, str) else type(exc).__name__)
 
     def close(self) -> None:
+        if self._drainer is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            self._drainer.join(timeout=self._timeout_s)
         with self._lock:
             if self._producer is not None:
                 self._producer.close(timeout=self._timeout_s)
@@ -125,6 +161,7 @@ class KafkaBusConsumer:
             heartbeat_interval_ms=1000,
             max_poll_records=5000,
             fetch_max_wait_ms=50,
+            reconnect_backoff_max_ms=1000,
         )
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:

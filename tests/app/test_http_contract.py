@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,10 +14,10 @@ from app.settings import Settings
 AUTH = {"Authorization": "Bearer test-operator-token"}
 
 
-def recommend(client: TestClient, **body: object) -> dict[str, object]:
+def recommend(client: TestClient, **body: object) -> dict[str, Any]:
     r = client.post("/v1/recommend", json={"user_id": "user-1", **body})
     assert r.status_code == 200, r.text
-    data: dict[str, object] = r.json()
+    data: dict[str, Any] = r.json()
     return data
 
 
@@ -32,13 +33,13 @@ def test_recommend_returns_k_distinct_items_with_flags(client: TestClient) -> No
 
 def test_caller_candidates_and_exclusions_are_honoured(client: TestClient) -> None:
     data = recommend(client, k=3, candidates=["item-1", "item-2", "item-3", "brand-new-item"], exclude=["item-2"])
-    ids = {i["item_id"] for i in data["items"]}  # type: ignore[attr-defined]
+    ids = {i["item_id"] for i in data["items"]}
     assert ids <= {"item-1", "item-3", "brand-new-item"} and len(ids) == 3
 
 
 def test_unknown_and_cold_users_are_served(client: TestClient) -> None:
     data = recommend(client, k=5, user_id="someone-never-seen")
-    assert len(data["items"]) == 5  # type: ignore[arg-type]
+    assert len(data["items"]) == 5
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_unknown_and_cold_users_are_served(client: TestClient) -> None:
         ({}, "user_id"),
     ],
 )
-def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:
     r = client.post("/v1/recommend", content=_json(body), headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
@@ -67,13 +68,13 @@ def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict[st
     assert field in problem["detail"]
 
 
-def _json(body: dict[str, object]) -> str:
+def _json(body: dict[str, Any]) -> str:
     import json
 
     return json.dumps(body)  # allows NaN on purpose: clients do send it
 
 
-def event(n: int = 0, **overrides: object) -> dict[str, object]:
+def event(n: int = 0, **overrides: object) -> dict[str, Any]:
     return {"event_id": f"e{n}", "request_id": "r", "item_id": "item-1", "type": "click", **overrides}
 
 
@@ -87,7 +88,7 @@ def event(n: int = 0, **overrides: object) -> dict[str, object]:
         ({"events": [event(), event(1, item_id="")]}, "events.1.item_id"),
     ],
 )
-def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:
     r = client.post("/v1/feedback", content=_json(body), headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
@@ -96,7 +97,7 @@ def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, object
 
 def test_feedback_accepts_counts_duplicates_and_rejects_unknown_requests(client: TestClient) -> None:
     rec = recommend(client, k=2)
-    rid, item = rec["request_id"], rec["items"][0]["item_id"]  # type: ignore[index]
+    rid, item = rec["request_id"], rec["items"][0]["item_id"]
     events = [
         {"event_id": "a", "request_id": rid, "item_id": item, "type": "impression"},
         {"event_id": "a", "request_id": rid, "item_id": item, "type": "impression"},
@@ -115,13 +116,13 @@ def test_feedback_accepts_counts_duplicates_and_rejects_unknown_requests(client:
 def test_feedback_moves_the_next_scores(client: TestClient) -> None:
     rec = recommend(client, k=3, user_id="user-5", candidates=["item-10", "item-11", "item-12"])
     rid = rec["request_id"]
-    before = {i["item_id"]: i["score"] for i in rec["items"]}  # type: ignore[attr-defined]
+    before = {i["item_id"]: i["score"] for i in rec["items"]}
     events = [{"event_id": f"c{n}", "request_id": rid, "item_id": "item-11", "type": "click"} for n in range(1)]
     assert client.post("/v1/feedback", json={"events": events}).status_code == 202
     deadline = time.monotonic() + 5
     while True:
         after = recommend(client, k=3, user_id="user-5", candidates=["item-10", "item-11", "item-12"])
-        scores = {i["item_id"]: i for i in after["items"]}  # type: ignore[attr-defined]
+        scores = {i["item_id"]: i for i in after["items"]}
         item = scores["item-11"]
         mean_now = item["score"] if not item["explored"] else None
         if mean_now is not None and mean_now > before["item-11"] + 0.05:
@@ -143,11 +144,11 @@ def test_admin_edit_takes_effect_on_the_next_request_without_reset(client: TestC
     ask = {"k": 5, "surface": "home", "user_id": "user-9", "candidates": candidates}
     # Learn something first: a click on one item.
     rec = recommend(client, **ask)
-    first = rec["items"][0]["item_id"]  # type: ignore[index]
+    first = rec["items"][0]["item_id"]
     click = {"event_id": "adm-1", "request_id": rec["request_id"], "item_id": first, "type": "click"}
     assert client.post("/v1/feedback", json={"events": [click]}).status_code == 202
     deadline = time.monotonic() + 5
-    while (learnt := _mean(client, ask, first)) <= rec["items"][0]["prior"] + 0.05:  # type: ignore[index]
+    while (learnt := _mean(client, ask, first)) <= rec["items"][0]["prior"] + 0.05:
         assert time.monotonic() < deadline, "the click should be learnt"
         time.sleep(0.05)
 
@@ -158,7 +159,7 @@ def test_admin_edit_takes_effect_on_the_next_request_without_reset(client: TestC
         headers=AUTH,
     )
     assert r.status_code == 200 and r.json()["explore_traffic"] == 1.0
-    assert any(i["explored"] for i in recommend(client, **ask)["items"])  # type: ignore[attr-defined]
+    assert any(i["explored"] for i in recommend(client, **ask)["items"])
 
     # Back to Diag-LinUCB with another alpha: what was learnt is still there.
     r = client.put(
@@ -173,11 +174,11 @@ def test_admin_edit_takes_effect_on_the_next_request_without_reset(client: TestC
     assert client.put("/v1/admin/surfaces/home", json={"policy": "linucb"}, headers=AUTH).status_code == 422
 
 
-def _mean(client: TestClient, ask: dict[str, object], item: str) -> float:
+def _mean(client: TestClient, ask: dict[str, Any], item: str) -> float:
     """The item's score on a request with no exploration (the surface must have explore_traffic 0)."""
     client.put("/v1/admin/surfaces/home", json={"explore_traffic": 0.0}, headers=AUTH)
     rec = recommend(client, **{**ask, "k": 40})
-    scores = {i["item_id"]: i["score"] for i in rec["items"]}  # type: ignore[attr-defined]
+    scores = {i["item_id"]: i["score"] for i in rec["items"]}
     return float(scores[item])
 
 

@@ -1,0 +1,154 @@
+"""The closed loop and its failure modes against a real Redis and a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import Services, consumer_for, create_app
+from app.settings import Settings
+from tests.app.conftest import settings_for
+from tests.conftest import Broker, RedisServer, free_port
+
+CANDIDATES = [f"item-{n}" for n in range(30)]
+
+
+def real_settings(bundle_dir: Path, redis_url: str, bootstrap: str) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return settings_for(
+        bundle_dir,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=bootstrap,
+        feedback_topic=f"feedback-{tag}",
+        decisions_topic=f"decisions-{tag}",
+        dead_letter_topic=f"dlq-{tag}",
+        consumer_group=f"group-{tag}",
+        feedback_partitions=4,
+        kafka_timeout_s=1.5,
+        redis_timeout_s=0.3,
+    )
+
+
+@contextmanager
+def running(settings: Settings, with_consumer: bool = True) -> Iterator[TestClient]:
+    """The API, plus (as `onlinematch consume` would be) one consumer process's loop in a thread."""
+    app = create_app(settings)
+    with TestClient(app) as client:
+        stop = threading.Event()
+        thread = None
+        if with_consumer:
+            services: Services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
+            consumer = consumer_for(services)
+            thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+            thread.start()
+        try:
+            yield client
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=15)
+
+
+def ask(client: TestClient, user: str = "user-4", k: int = 30) -> dict[str, Any]:
+    r = client.post("/v1/recommend", json={"user_id": user, "k": k, "candidates": CANDIDATES})
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def score_of(data: dict[str, Any], item: str) -> float:
+    return float(next(i["score"] for i in data["items"] if i["item_id"] == item))
+
+
+def click(client: TestClient, data: dict[str, Any], item: str, n: int = 0) -> None:
+    event = {
+        "event_id": f"{data['request_id']}-{n}",
+        "request_id": data["request_id"],
+        "item_id": item,
+        "type": "click",
+    }
+    r = client.post("/v1/feedback", json={"events": [event]})
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 1
+
+
+def wait_until_learnt(client: TestClient, item: str, above: float, timeout_s: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = score_of(ask(client), item)
+        if now > above + 0.05:
+            return now
+        assert time.monotonic() < deadline, f"{item} never rose above {above:.3f} (now {now:.3f})"
+        time.sleep(0.1)
+
+
+def test_closed_loop_through_kafka_and_redis(bundle_dir: Path, redis_url: str, broker: Broker) -> None:
+    with running(real_settings(bundle_dir, redis_url, broker.bootstrap)) as client:
+        first = ask(client)
+        assert first["degraded"] is False
+        item = first["items"][-1]["item_id"]
+        before = score_of(first, item)
+        click(client, first, item)
+        wait_until_learnt(client, item, before)
+        ready = client.get("/readyz").json()
+        assert ready["ready"] is True and ready["degraded"] == []
+
+
+def test_unreachable_broker_answers_503_and_recommendations_keep_working(bundle_dir: Path, redis_url: str) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    with running(real_settings(bundle_dir, redis_url, dead), with_consumer=False) as client:
+        data = ask(client)
+        assert data["degraded"] is False and len(data["items"]) == 30
+        event = {"event_id": "x1", "request_id": data["request_id"], "item_id": "item-1", "type": "click"}
+        r = client.post("/v1/feedback", json={"events": [event]})
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/problem+json"
+        assert int(r.headers["Retry-After"]) > 0
+        assert "retry" in r.json()["detail"]
+        assert ask(client)["degraded"] is False
+
+
+def test_unreachable_redis_serves_priors_degraded(bundle_dir: Path, broker: Broker) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with running(real_settings(bundle_dir, dead, broker.bootstrap), with_consumer=False) as client:
+        data = ask(client)
+        assert data["degraded"] is True
+        assert "statistics_unavailable" in data["degraded_reasons"]
+        items = data["items"]
+        assert len(items) == 30 and not any(i["explored"] for i in items)
+        scores = [i["score"] for i in items]
+        assert scores == sorted(scores, reverse=True)  # greedy by prior
+        assert all(i["score"] == pytest.approx(i["prior"]) for i in items)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["degraded"]
+        assert 'om_degraded_responses_total{reason="statistics_unavailable"}' in client.get("/metrics").text
+
+
+def test_feedback_accepted_while_redis_is_down_is_applied_when_it_returns(bundle_dir: Path, broker: Broker) -> None:
+    redis = RedisServer()
+    redis.start()
+    try:
+        with running(real_settings(bundle_dir, redis.url, broker.bootstrap)) as client:
+            first = ask(client)
+            item = first["items"][-1]["item_id"]
+            before = score_of(first, item)
+            redis.pause()
+            assert ask(client)["degraded"] is True
+            assert client.get("/readyz").json()["degraded"]
+            # The broker acknowledges it, so it is accepted although Redis cannot be reached.
+            click(client, first, item)
+            time.sleep(1.0)  # the consumer is retrying its batch against the frozen Redis
+            redis.resume()
+            after = wait_until_learnt(client, item, before)
+            assert after > before
+            assert client.get("/readyz").json()["degraded"] == []
+    finally:
+        redis.cleanup()
