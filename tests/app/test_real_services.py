@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from app.main import Services, consumer_for, create_app
 from app.settings import Settings
+from bench.services import Broker, RedisServer, free_port
 from tests.app.conftest import settings_for
-from tests.conftest import Broker, RedisServer, free_port
 
 CANDIDATES = [f"item-{n}" for n in range(30)]
 

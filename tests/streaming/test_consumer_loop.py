@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from bench.services import Broker
 from streaming.bus import Bus, MemoryBus, Message
 from streaming.consumer import FeedbackConsumer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.kafka_bus import KafkaBus
 from streaming.redis_store import RedisStore
 from streaming.stores import MemoryStore, Store
-from tests.conftest import Broker
 
 COORDS = np.arange(6)
 

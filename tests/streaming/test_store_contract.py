@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import redis
 
+from bench.services import free_port
 from streaming.events import EventError, RequestContext
 from streaming.redis_store import RedisStore, context_key, credit_key, item_key
 from streaming.stores import Applied, ItemDelta, MemoryStore, Store, StoreUnavailable
-from tests.conftest import free_port
 
 
 @pytest.fixture(params=["memory", "redis"])
