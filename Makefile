@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit services bench-bandits clean
+.PHONY: run test lint typecheck unit services bench-bandits bench-serve bench-consume clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ test: lint typecheck unit
 
 bench-bandits: $(VENV)/.bench-installed
 	$(PY) -m bench.bandits
+
+bench-serve: $(STAMP) services
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(PY) -m bench.serve
+
+bench-consume: $(STAMP) services
+	$(PY) -m bench.consume
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
