@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
+from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext
 from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable
@@ -68,12 +69,13 @@ def build_deltas(
     >>> work = build_deltas([(5, ev)], {"r1": ctx}, {}, {})
     >>> d = work.deltas["v1"][0]
     >>> d.item, d.offset, d.w2.tolist(), [round(x, 3) for x in d.b.tolist()], d.credits
-    ('a', 5, [1.0], [0.8], {'r1': 'ic'})
+    ('a', 5, [1.0], [0.8], {'r1': 'ci'})
     """
     work = PartitionWork()
-    sums: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)
+    # The credit decisions are sequential (dict lookups); the sums are one numpy pass below.
     span: dict[tuple[str, str], list[int]] = {}
     new_credits: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    rows: list[tuple[tuple[str, str], RequestContext, float, float]] = []  # key, ctx, w2 factor, b factor
     for offset, ev in events:
         ctx = contexts.get(ev.request_id)
         if ctx is None or ev.item_id not in ctx.items:
@@ -92,34 +94,60 @@ def build_deltas(
         flag = FLAG[ev.type]
         if flag in have:
             work.counts["duplicate"] += 1
-            sums.setdefault(key, {})
             continue
-        prior, _ = ctx.items[ev.item_id]
-        cells = sums[key]
-        gained = flag
-        if flag != "i" and "i" not in have:
-            gained += "i"
-        for f, w in zip(ctx.indices, ctx.weights, strict=True):
-            cell = cells.setdefault(f, [0.0, 0.0])
-            if "i" in gained:
-                cell[0] += w * w
-                cell[1] -= w * prior
-            if flag == "c":
-                cell[1] += w
-            elif flag == "r":
-                cell[1] += w * ev.value
+        gained = flag if flag == "i" or "i" in have else flag + "i"
+        prior = ctx.items[ev.item_id][0]
+        reward = 1.0 if flag == "c" else ev.value if flag == "r" else 0.0
+        impression = "i" in gained
+        rows.append((key, ctx, 1.0 if impression else 0.0, reward - (prior if impression else 0.0)))
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
         work.event_ts.append(ev.ts)
+    sums = _sum_rows(rows)
+    empty = (np.empty(0, np.int64), np.empty(0), np.empty(0))
     for key, (low, high) in span.items():
         version, item = key
-        cells = sums.get(key, {})
-        coords = np.fromiter(cells.keys(), dtype=np.int64, count=len(cells))
-        values = np.array(list(cells.values()), dtype=np.float64).reshape(len(cells), 2)
+        coords, w2, b = sums.get(key, empty)
         work.deltas.setdefault(version, []).append(
-            ItemDelta(item, low, high, coords, values[:, 0].copy(), values[:, 1].copy(), dict(new_credits.get(key, {})))
+            ItemDelta(item, low, high, coords, w2, b, dict(new_credits.get(key, {})))
         )
     return work
+
+
+def _sum_rows(
+    rows: list[tuple[tuple[str, str], RequestContext, float, float]],
+) -> dict[tuple[str, str], tuple[IntArray, FloatArray, FloatArray]]:
+    """Per (version, item): coordinates (M,), Σ w²·[impression] (M,), Σ w·(r − p·[impression]) (M,)."""
+    if not rows:
+        return {}
+    keys = list(dict.fromkeys(key for key, *_ in rows))
+    key_index = {key: i for i, key in enumerate(keys)}
+    k = max(len(ctx.indices) for _, ctx, _, _ in rows)
+    n = len(rows)
+    item = np.fromiter((key_index[key] for key, *_ in rows), dtype=np.int64, count=n)
+    imp = np.fromiter((r[2] for r in rows), dtype=np.float64, count=n)
+    bval = np.fromiter((r[3] for r in rows), dtype=np.float64, count=n)
+    idx = np.zeros((n, k), dtype=np.int64)
+    w = np.zeros((n, k))
+    if all(len(ctx.indices) == k for _, ctx, _, _ in rows):
+        idx[:] = [ctx.indices for _, ctx, _, _ in rows]
+        w[:] = [ctx.weights for _, ctx, _, _ in rows]
+    else:
+        for r, (_, ctx, _, _) in enumerate(rows):
+            idx[r, : len(ctx.indices)] = ctx.indices
+            w[r, : len(ctx.weights)] = ctx.weights
+    stride = int(idx.max()) + 1
+    cell = (item[:, None] * stride + idx).ravel()
+    keep = w.ravel() != 0.0
+    cells, inverse = np.unique(cell[keep], return_inverse=True)
+    w2 = np.bincount(inverse, weights=(w * w * imp[:, None]).ravel()[keep], minlength=len(cells))
+    b = np.bincount(inverse, weights=(w * bval[:, None]).ravel()[keep], minlength=len(cells))
+    owner, coord = cells // stride, cells % stride
+    bounds = np.searchsorted(owner, np.arange(len(keys) + 1))
+    return {
+        key: (coord[lo:hi].astype(np.int64), w2[lo:hi].astype(np.float64), b[lo:hi].astype(np.float64))
+        for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True)
+    }
 
 
 @dataclass
