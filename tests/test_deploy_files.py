@@ -1,0 +1,54 @@
+"""The deployment files stay in step with the code: they parse, and every variable is a setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {name.upper() for name in Settings.model_fields}
+
+
+def documents(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def test_compose_services_use_only_real_settings() -> None:
+    (compose,) = documents(ROOT / "docker-compose.yml")
+    assert {"redis", "kafka", "api", "consumer"} <= set(compose["services"])
+    for name in ("api", "consumer"):
+        env = compose["services"][name]["environment"]
+        assert set(env) <= SETTINGS, set(env) - SETTINGS
+    assert compose["services"]["consumer"]["command"] == ["onlinematch", "consume"]
+
+
+@pytest.mark.parametrize("name", ["configmap.yaml", "secret.example.yaml"])
+def test_k8s_config_keys_are_settings(name: str) -> None:
+    (doc,) = documents(ROOT / "k8s" / name)
+    keys = set(doc.get("data", {})) | set(doc.get("stringData", {}))
+    assert keys and keys <= SETTINGS, keys - SETTINGS
+
+
+def test_k8s_workloads_run_the_cli_and_probe_the_real_routes() -> None:
+    kinds = {}
+    for name in ("api.yaml", "consumer.yaml"):
+        for doc in documents(ROOT / "k8s" / name):
+            kinds[(doc["kind"], doc["metadata"]["name"])] = doc
+    api = kinds[("Deployment", "onlinematch-api")]["spec"]["template"]["spec"]["containers"][0]
+    assert api["args"] == ["onlinematch", "serve"]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    consumer = kinds[("Deployment", "onlinematch-consumer")]["spec"]["template"]["spec"]["containers"][0]
+    assert consumer["args"] == ["onlinematch", "consume"]
+    assert ("HorizontalPodAutoscaler", "onlinematch-api") in kinds
+
+
+def test_the_image_entry_point_is_the_cli() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["onlinematch", "serve"]' in text
+    assert "pip install ." in text
