@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +29,7 @@ import orjson
 from app.demo import build_world_bundle
 from bandits.world import World, WorldConfig
 from bench.serve import wait_ready
-from bench.services import Broker, RedisServer, free_port
+from bench.services import Broker, RedisServer, free_port, real_services
 from streaming.bus import Message
 from streaming.consumer import FeedbackConsumer
 from streaming.events import FeedbackEvent, RequestContext
@@ -184,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=100)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    work = Path(tempfile.mkdtemp(prefix="om-bench-consume-"))
-    redis, broker = RedisServer().start(), Broker().start()
-    try:
+    with real_services("om-bench-consume-") as (redis, broker, work):
         bus = KafkaBus(broker.bootstrap, 10.0)
         store = RedisStore.from_url(redis.url, 10.0)
         topic = f"feedback-{uuid.uuid4().hex[:6]}"
@@ -213,10 +209,6 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "partitions": PARTITIONS,
         }))  # fmt: skip
-    finally:
-        redis.cleanup()
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

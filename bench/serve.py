@@ -16,14 +16,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from bench.services import Broker, RedisServer, free_port
+from bench.services import Broker, RedisServer, free_port, real_services
 from offline.bundle import publish
 from streaming.redis_store import RedisStore
 from streaming.stores import ItemDelta
@@ -152,71 +151,78 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("bench-serve: wrk not found (Debian package wrk; `make bench-serve` installs it)")
     rng = np.random.default_rng(0)
-    work = Path(tempfile.mkdtemp(prefix="om-bench-serve-"))
-    redis, broker = RedisServer().start(), Broker().start()
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        t0 = time.perf_counter()
-        version = build_bundle(work / "bundles", rng)
-        fill_statistics(redis.url, version, rng)
-        print(f"set-up: bundle of {N_ITEMS} items and their statistics in Redis in {time.perf_counter() - t0:.1f}s")
-        script = work / "bench.lua"
-        wrk_script(script, rng)
-        ours_port, bare_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "REDIS_URL": redis.url,
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "BUNDLE_DIR": str(work / "bundles"),
-            "PORT": str(ours_port),
-        }
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, **quiet))  # type: ignore[call-overload]  # kwargs of Popen
-        procs.append(
-            subprocess.Popen(  # type: ignore[call-overload]  # kwargs of Popen
-                [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), "--workers", "1",
-                 "--log-level", "warning", "--no-access-log"],
-                **quiet,
-            )
-        )  # fmt: skip
-        wait_ready(ours_port, "/readyz")
-        wait_ready(bare_port, "/docs")
-        for port in (ours_port, bare_port):
-            run_wrk(port, script, 3, args.connections)  # warm-up
-        ours, bare = [], []
-        for i in range(args.repeats):
-            ours.append(run_wrk(ours_port, script, args.seconds, args.connections))
-            bare.append(run_wrk(bare_port, script, args.seconds, args.connections))
-            print(f"  run {i + 1}: ours {ours[-1]['rps']:.0f} req/s p99 {ours[-1]['p99_ms']:.1f} ms | "
-                  f"bare {bare[-1]['rps']:.0f} req/s p99 {bare[-1]['p99_ms']:.1f} ms", flush=True)  # fmt: skip
-
-        def med(runs: list[dict[str, float]], key: str) -> float:
-            return statistics.median(r[key] for r in runs)
-
-        summary = {
-            "rps": round(med(ours, "rps"), 1),
-            "p50_ms": round(med(ours, "p50_ms"), 2),
-            "p99_ms": round(med(ours, "p99_ms"), 2),
-            "throughput_vs_bare": round(med(ours, "rps") / med(bare, "rps"), 3),
-            "bare_rps": round(med(bare, "rps"), 1),
-            "bare_p99_ms": round(med(bare, "p99_ms"), 2),
-            "errors": int(sum(r["errors"] for r in ours + bare)),
-            "connections": args.connections,
-            "candidates": CANDIDATES,
-            "items_with_statistics": N_ITEMS,
-        }
-        print(f"{'':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-        print(f"{'ours':10} {summary['rps']:>9} {summary['p50_ms']:>8} {summary['p99_ms']:>8}")
-        print(f"{'bare':10} {summary['bare_rps']:>9} {med(bare, 'p50_ms'):>8.2f} {summary['bare_p99_ms']:>8}")
-        print(json.dumps(summary))
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=10)
-        redis.cleanup()
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    with real_services("om-bench-serve-") as (redis, broker, work):
+        try:
+            _measure(redis, broker, work, rng, args, procs)
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=10)
     return 0
+
+
+def _measure(
+    redis: RedisServer,
+    broker: Broker,
+    work: Path,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    t0 = time.perf_counter()
+    version = build_bundle(work / "bundles", rng)
+    fill_statistics(redis.url, version, rng)
+    print(f"set-up: bundle of {N_ITEMS} items and their statistics in Redis in {time.perf_counter() - t0:.1f}s")
+    script = work / "bench.lua"
+    wrk_script(script, rng)
+    ours_port, bare_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis.url,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "BUNDLE_DIR": str(work / "bundles"),
+        "PORT": str(ours_port),
+    }
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, **quiet))  # type: ignore[call-overload]  # kwargs of Popen
+    procs.append(
+        subprocess.Popen(  # type: ignore[call-overload]  # kwargs of Popen
+            [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), "--workers", "1",
+             "--log-level", "warning", "--no-access-log"],
+            **quiet,
+        )
+    )  # fmt: skip
+    wait_ready(ours_port, "/readyz")
+    wait_ready(bare_port, "/docs")
+    for port in (ours_port, bare_port):
+        run_wrk(port, script, 3, args.connections)  # warm-up
+    ours, bare = [], []
+    for i in range(args.repeats):
+        ours.append(run_wrk(ours_port, script, args.seconds, args.connections))
+        bare.append(run_wrk(bare_port, script, args.seconds, args.connections))
+        print(f"  run {i + 1}: ours {ours[-1]['rps']:.0f} req/s p99 {ours[-1]['p99_ms']:.1f} ms | "
+              f"bare {bare[-1]['rps']:.0f} req/s p99 {bare[-1]['p99_ms']:.1f} ms", flush=True)  # fmt: skip
+
+    def med(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    summary = {
+        "rps": round(med(ours, "rps"), 1),
+        "p50_ms": round(med(ours, "p50_ms"), 2),
+        "p99_ms": round(med(ours, "p99_ms"), 2),
+        "throughput_vs_bare": round(med(ours, "rps") / med(bare, "rps"), 3),
+        "bare_rps": round(med(bare, "rps"), 1),
+        "bare_p99_ms": round(med(bare, "p99_ms"), 2),
+        "errors": int(sum(r["errors"] for r in ours + bare)),
+        "connections": args.connections,
+        "candidates": CANDIDATES,
+        "items_with_statistics": N_ITEMS,
+    }
+    print(f"{'':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'ours':10} {summary['rps']:>9} {summary['p50_ms']:>8} {summary['p99_ms']:>8}")
+    print(f"{'bare':10} {summary['bare_rps']:>9} {med(bare, 'p50_ms'):>8.2f} {summary['bare_p99_ms']:>8}")
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

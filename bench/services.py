@@ -10,6 +10,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class ServiceUnavailable(RuntimeError):
@@ -121,3 +124,19 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+@contextmanager
+def real_services(prefix: str) -> Iterator[tuple[RedisServer, Broker, Path]]:
+    """A redis-server, a broker and a scratch directory, all removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    redis = RedisServer().start()
+    try:
+        broker = Broker().start()
+        try:
+            yield redis, broker, work
+        finally:
+            broker.stop()
+    finally:
+        redis.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
