@@ -116,7 +116,11 @@ def assert_matches(store: Store, version: str, expected: dict[str, dict[int, lis
 def publish(infra: Infra, contexts: list[RequestContext], events: list[FeedbackEvent]) -> None:
     for ctx in contexts:
         infra.store.put_context(ctx, ttl_s=600)
-    infra.bus.producer().send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events], 10.0)
+    producer = infra.bus.producer()
+    try:
+        producer.send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events], 10.0)
+    finally:
+        producer.close()
 
 
 def drain(consumers: list[FeedbackConsumer], total: int, timeout_s: float = 60.0) -> None:
@@ -217,6 +221,7 @@ def test_two_members_split_partitions_and_one_takes_over(infra: Infra) -> None:
     assert len(a.assignment()) == 4
     stop.set()
     threads[0].join(timeout=20)
+    producer.close()
     assert_matches(infra.store, infra.version, expected)
 
 
