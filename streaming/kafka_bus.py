@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,21 @@ class KafkaBus:
         self.bootstrap_servers = bootstrap_servers
         self.timeout_s = timeout_s
 
+    def _reachable(self) -> bool:
+        """A plain TCP connect to any bootstrap server, bounded by the timeout. kafka-python's
+        admin client otherwise keeps bootstrapping for 30 s whatever its timeout says."""
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "localhost", int(port or 9092)), timeout=self.timeout_s):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
     def ensure_topics(self, partitions: Mapping[str, int]) -> None:
+        if not self._reachable():
+            raise BusUnavailable(f"kafka: no bootstrap server reachable in {self.bootstrap_servers}")
         admin = KafkaAdminClient(
             bootstrap_servers=self.bootstrap_servers, request_timeout_ms=int(self.timeout_s * 5000)
         )
@@ -55,6 +70,8 @@ class KafkaBus:
         return KafkaBusConsumer(self.bootstrap_servers, group, topics)
 
     def ping(self) -> bool:
+        if not self._reachable():
+            return False
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers, request_timeout_ms=1000, bootstrap_timeout_ms=1000
@@ -92,7 +109,7 @@ class KafkaBusProducer:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self._servers,
                         acks="all",
-                        linger_ms=2,
+                        linger_ms=25,  # decision logs batch up; feedback flushes explicitly
                         retries=3,
                         max_block_ms=int(self._timeout_s * 1000),
                         request_timeout_ms=int(self._timeout_s * 1000),

@@ -12,7 +12,7 @@ import redis
 
 from bench.services import free_port
 from streaming.events import EventError, RequestContext
-from streaming.redis_store import RedisStore, context_key, credit_key, item_key
+from streaming.redis_store import RedisStore, context_key, credit_key, mark_key, stats_key
 from streaming.stores import Applied, ItemDelta, MemoryStore, Store, StoreUnavailable
 
 
@@ -135,17 +135,23 @@ def test_redis_keys_follow_the_documented_layout(redis_url: str, version: str) -
     store.apply(version, 2, [delta("item-9", 4, [7], [0.5], [0.25], credits={"req-5": "ic"})], TTL)
     store.put_context(RequestContext("req-5", "home", version, [7], [1.0], {"item-9": (0.1, True)}, 1.0), ttl_s=TTL)
     client = redis.Redis.from_url(redis_url)
-    key = f"om:v:{version}:item:{{item-9}}"
-    assert key == item_key(version, "item-9")
-    assert client.type(key) == b"hash"
-    assert client.hgetall(key) == {b"s:7": b"0.5 0.25", b"off:2": b"4"}
+    key = f"om:v:{version}:stats:{{item-9}}"
+    assert key == stats_key(version, "item-9")
+    assert client.type(key) == b"string"
+    pairs = np.frombuffer(client.get(key), dtype="<f8").reshape(-1, 2)  # type: ignore[arg-type]  # bytes
+    assert pairs.shape == (8, 2) and pairs[7].tolist() == [0.5, 0.25] and not pairs[:7].any()
+    marks = f"om:v:{version}:mark:{{item-9}}"
+    assert marks == mark_key(version, "item-9")
+    assert client.hgetall(marks) == {b"2": b"4"}
     credit = credit_key(version, "item-9", "req-5")
     assert credit == f"om:v:{version}:credit:{{item-9}}:req-5"
     assert client.get(credit) == b"ic"
     assert 0 < client.pttl(credit) <= TTL * 1000
     assert 0 < client.pttl(context_key("req-5")) <= TTL * 1000
     with pytest.raises(EventError, match="item_id"):
-        item_key(version, "bad{tag}")
+        stats_key(version, "bad{tag}")
+    with pytest.raises(EventError, match="item_id"):
+        store.gather(version, ["ok", "bad{tag}"], np.array([0]))
 
 
 def test_unreachable_redis_reports_not_ready() -> None:
