@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.surfaces import Surfaces
 from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
 from streaming.consumer import FeedbackConsumer
+from streaming.opstats import Counters
 from streaming.stores import MemoryStore, Store
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,7 @@ class Services:
     bundles: BundleHolder
     surfaces: Surfaces
     recommender: Recommender
+    counters: Counters
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     consumer: FeedbackConsumer | None = None
@@ -68,8 +70,9 @@ class Services:
         producer = bus.producer()
         bundles = BundleHolder(settings.bundle_dir, metrics)
         surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
-        recommender = Recommender(settings, store, producer, bundles, surfaces, metrics)
-        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender)
+        counters = Counters()
+        recommender = Recommender(settings, store, producer, bundles, surfaces, metrics, counters)
+        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender, counters)
 
     def start(self) -> None:
         if isinstance(self.bus, MemoryBus):
@@ -79,6 +82,7 @@ class Services:
             threading.Thread(target=self._ensure_topics, name="ensure-topics", daemon=True).start()
         self.bundles.reload_if_changed()
         self._spawn("bundle-poller", self._poll_bundles)
+        self._spawn("counter-flusher", self._flush_counters)
         if isinstance(self.bus, MemoryBus):
             # The embedded bus exists only in this process, so its consumer runs here too.
             self.consumer = consumer_for(self)
@@ -105,6 +109,11 @@ class Services:
     def _poll_bundles(self, stop: threading.Event) -> None:
         while not stop.wait(2.0):
             self.bundles.reload_if_changed()
+
+    def _flush_counters(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            self.counters.flush(self.store)
+        self.counters.flush(self.store)
 
     def close(self) -> None:
         self.stop.set()

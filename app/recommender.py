@@ -24,6 +24,7 @@ from bandits.checks import FloatArray, IntArray
 from offline.bundle import Bundle, BundleError, current_version, load_current
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
+from streaming.opstats import LATENCY_MS, Counters, bucket
 from streaming.stores import Store, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -133,8 +134,10 @@ class Recommender:
         bundles: BundleHolder,
         surfaces: Surfaces,
         metrics: Metrics,
+        counters: Counters,
     ) -> None:
         self._s = settings
+        self._counters = counters
         self._store = store
         self._producer = producer
         self._bundles = bundles
@@ -157,6 +160,7 @@ class Recommender:
         candidates: Sequence[str] | None,
         exclude: Sequence[str],
     ) -> Recommendation:
+        started = time.perf_counter()
         bundle = self._bundles.current
         config = self._surfaces.get(surface)
         reasons: list[str] = []
@@ -199,6 +203,12 @@ class Recommender:
             ServedItem(ids[p], float(scores.explore[p] if e else scores.mean[p]), bool(e), float(prior[p]))
             for p, e in zip(slate.positions.tolist(), slate.explored.tolist(), strict=True)
         ]
+        now = time.time()
+        created = bundle.arrays["item_created"]
+        ages = {
+            s.item_id: now - float(created[bundle.item_index[s.item_id]]) if s.item_id in bundle.item_index else 0.0
+            for s in served
+        }
         ctx = RequestContext(
             request_id=request_id,
             surface=surface,
@@ -206,7 +216,8 @@ class Recommender:
             indices=context.indices.tolist(),
             weights=context.weights.tolist(),
             items={s.item_id: (s.prior, s.explored) for s in served},
-            ts=time.time(),
+            ts=now,
+            ages=ages,
         )
         try:
             self._store.put_context(ctx, self._s.attribution_window_s)
@@ -218,6 +229,12 @@ class Recommender:
             self._metrics.recommendations.labels(surface, str(item.explored).lower()).inc()
         for reason in reasons:
             self._metrics.degraded.labels(reason).inc()
+        c = self._counters
+        c.add(surface, "req")
+        c.add(surface, "slots", len(served))
+        c.add(surface, "explored", sum(s.explored for s in served))
+        c.add(surface, "degraded", int(bool(reasons)))
+        c.add(surface, bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS))
         return Recommendation(request_id, bundle.version, served, bool(reasons), reasons)
 
     def _log_decision(self, ctx: RequestContext, served_as_impressions: bool) -> None:

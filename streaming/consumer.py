@@ -25,11 +25,13 @@ import structlog
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext
+from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
 from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 FLAG = {"impression": "i", "click": "c", "reward": "r"}
+UNKNOWN_SURFACE = "_unknown"  # dead letters whose request context is gone
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class PartitionWork:
     dead: list[DeadLetter] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     event_ts: list[float] = field(default_factory=list)
+    # Operator counters (streaming/opstats.py): (surface, field) → n, and per-surface event
+    # times and fresh-item impressions of what was newly credited.
+    ops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    surface_ts: list[tuple[str, float]] = field(default_factory=list)
+    fresh_impressions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 def build_deltas(
@@ -82,6 +89,7 @@ def build_deltas(
             reason = "unknown_request" if ctx is None else "item_not_served"
             work.dead.append(DeadLetter(ev.item_id.encode(), ev.encode(), reason))
             work.counts[f"dead_{reason}"] += 1
+            work.ops[(ctx.surface if ctx is not None else UNKNOWN_SURFACE, "dead")] += 1
             continue
         key = (ctx.version, ev.item_id)
         if offset <= marks.get(key, -1):
@@ -103,6 +111,17 @@ def build_deltas(
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
         work.event_ts.append(ev.ts)
+        work.surface_ts.append((ctx.surface, ev.ts))
+        arm = "explored" if ctx.items[ev.item_id][1] else "exploited"
+        if impression:
+            work.ops[(ctx.surface, f"imp_{arm}")] += 1
+            age = ctx.ages.get(ev.item_id)
+            if age is not None:
+                work.ops[(ctx.surface, age_bucket(age))] += 1
+                if age < FRESH_AGE_S:
+                    work.fresh_impressions[(ctx.surface, ctx.version, ev.item_id)] += 1
+        if flag == "c":
+            work.ops[(ctx.surface, f"clk_{arm}")] += 1
     sums = _sum_rows(rows)
     empty = (np.empty(0, np.int64), np.empty(0), np.empty(0))
     for key, (low, high) in span.items():
@@ -229,6 +248,7 @@ class FeedbackConsumer:
                 dead.append(DeadLetter(rec.key or b"", rec.value, f"malformed: {exc}"))
                 self.stats.counts["dead_malformed"] += 1
         request_ids = sorted({ev.request_id for evs in parsed.values() for _, ev in evs})
+        ops: list[PartitionWork] = []
         contexts = self._store.get_contexts(request_ids)
         applied_ts: list[float] = []
         for partition, events in parsed.items():
@@ -243,6 +263,7 @@ class FeedbackConsumer:
                 if todo is events:
                     dead.extend(work.dead)
                     self.stats.counts.update(work.counts)
+                    ops.append(work)
                 applied_ts.extend(work.event_ts)
                 if not conflicted:
                     break
@@ -254,8 +275,36 @@ class FeedbackConsumer:
         if dead:
             self._producer.send_and_wait([Message(self._dlq_topic, d.key, _dead_value(d)) for d in dead], 5.0)
         self.stats.last_apply_s = time.perf_counter() - start
+        self._count(ops)
         if self._on_applied is not None and applied_ts:
             self._on_applied(applied_ts)
+
+    def _count(self, works: list[PartitionWork]) -> None:
+        """Operator counters for what this batch newly credited (after the statistics: at most once)."""
+        now = time.time()
+        counters = Counters()
+        fresh: Counter[tuple[str, str, str]] = Counter()
+        for work in works:
+            for (surface, name), n in work.ops.items():
+                counters.add(surface, name, n, now)
+            for surface, ts in work.surface_ts:
+                if ts > 0:
+                    counters.add(surface, bucket("fresh", max(0.0, now - ts) * 1000, FRESHNESS_MS), 1, now)
+            fresh.update(work.fresh_impressions)
+        by_version: dict[str, Counter[str]] = defaultdict(Counter)
+        surface_of: dict[tuple[str, str], str] = {}
+        for (surface, version, item), n in fresh.items():
+            by_version[version][item] += n
+            surface_of[(version, item)] = surface
+        try:
+            for version, counts in by_version.items():
+                totals = self._store.count_impressions(version, dict(counts))
+                for item, total in totals.items():
+                    if total - counts[item] < FRESH_IMPRESSIONS <= total:
+                        counters.add(surface_of[(version, item)], "fresh50", 1, now)
+        except StoreUnavailable:
+            log.warning("fresh_impressions_not_counted")
+        counters.flush(self._store)
 
     def _work_for(
         self, partition: int, events: list[tuple[int, FeedbackEvent]], contexts: dict[str, RequestContext]

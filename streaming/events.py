@@ -17,7 +17,7 @@ consumer owns an item's statistics at a time, and its per-partition watermark is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -59,9 +59,9 @@ class FeedbackEvent:
             raise EventError(f"type: must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
         value = raw.get("value", 1.0 if kind == "click" else 0.0)
         ts = raw.get("ts", 0.0)
-        for field, number in (("value", value), ("ts", ts)):
+        for name, number in (("value", value), ("ts", ts)):
             if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
-                raise EventError(f"{field}: must be a finite number")
+                raise EventError(f"{name}: must be a finite number")
         return cls(
             event_id=check_id("event_id", raw.get("event_id")),
             request_id=check_id("request_id", raw.get("request_id")),
@@ -100,6 +100,8 @@ class RequestContext:
     weights: list[float]
     items: dict[str, tuple[float, bool]]
     ts: float
+    # Age in seconds of each served item at serving time (operator stats: age buckets, fresh items).
+    ages: dict[str, float] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -111,6 +113,7 @@ class RequestContext:
                 "weights": self.weights,
                 "items": {k: [p, e] for k, (p, e) in self.items.items()},
                 "ts": self.ts,
+                "ages": self.ages,
             }
         )
 
@@ -125,4 +128,5 @@ class RequestContext:
             weights=[float(w) for w in raw["weights"]],
             items={k: (float(v[0]), bool(v[1])) for k, v in raw["items"].items()},
             ts=float(raw["ts"]),
+            ages={k: float(v) for k, v in raw.get("ages", {}).items()},
         )

@@ -18,6 +18,11 @@ key                                                type    value                
 ``om:surfaces``                                    HASH    surface name → settings JSON          none
 ``om:surface-changes``                             LIST    change records JSON, newest first,    none
                                                            capped at 1000
+``om:stats:<surface>:<minute>``                    HASH    counter name → integer, for the       2 h
+                                                           minute ``<minute>`` since the epoch
+``om:stats-surfaces``                              SET     surfaces that have counters           none
+``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
+``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
 =================================================  ======  ====================================  ===========
 
 - ``<version>`` is the bundle version: a new bundle starts an empty namespace; old namespaces
@@ -45,7 +50,7 @@ import redis
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import EventError, RequestContext, check_id
-from streaming.stores import SURFACE_LOG_LENGTH, Applied, ItemDelta, StoreUnavailable
+from streaming.stores import STATS_TTL_S, SURFACE_LOG_LENGTH, Applied, Increment, ItemDelta, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -232,6 +237,56 @@ class RedisStore:
     @_unavailable_on_redis_error
     def surface_changes(self, limit: int) -> list[bytes]:
         return [v if isinstance(v, bytes) else v.encode() for v in self._r.lrange(SURFACE_CHANGES_KEY, 0, limit - 1)]
+
+    @_unavailable_on_redis_error
+    def incr_stats(self, increments: Sequence[Increment]) -> None:
+        if not increments:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        buckets = set()
+        for surface, minute, name, amount in increments:
+            key = f"om:stats:{surface}:{minute}"
+            pipe.hincrby(key, name, amount)
+            buckets.add((surface, key))
+        for surface, key in buckets:
+            pipe.expire(key, STATS_TTL_S)
+            pipe.sadd("om:stats-surfaces", surface)
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def read_stats(self, surface: str, minutes: Sequence[int]) -> list[dict[str, int]]:
+        pipe = self._r.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.hgetall(f"om:stats:{surface}:{minute}")
+        return [{_text(k): int(v) for k, v in row.items()} for row in pipe.execute()]
+
+    @_unavailable_on_redis_error
+    def stats_surfaces(self) -> set[str]:
+        return {_text(s) for s in self._r.smembers("om:stats-surfaces")}
+
+    @_unavailable_on_redis_error
+    def count_impressions(self, version: str, counts: dict[str, int]) -> dict[str, int]:
+        if not counts:
+            return {}
+        key = f"om:v:{check_id('version', version)}:fresh-impressions"
+        pipe = self._r.pipeline(transaction=False)
+        for item, n in counts.items():
+            pipe.hincrby(key, item, n)
+        pipe.expire(key, 2 * 86400)
+        totals = pipe.execute()[:-1]
+        return {item: int(t) for item, t in zip(counts, totals, strict=True)}
+
+    @_unavailable_on_redis_error
+    def put_lag(self, group: str, lag: dict[int, int]) -> None:
+        if lag:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hset(f"om:lag:{group}", mapping={str(p): n for p, n in lag.items()})
+            pipe.expire(f"om:lag:{group}", 3600)
+            pipe.execute()
+
+    @_unavailable_on_redis_error
+    def get_lag(self, group: str) -> dict[int, int]:
+        return {int(_text(p)): int(n) for p, n in self._r.hgetall(f"om:lag:{group}").items()}
 
     def ping(self) -> bool:
         try:

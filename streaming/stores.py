@@ -21,6 +21,9 @@ Semantics every store keeps
 - Request contexts are stored under their request id with the attribution-window TTL.
 - Surface settings are one JSON document per surface, shared by every API replica; each
   change is appended to a capped log (who, when, old → new).
+- Operator counters are integers per (surface, minute, field), written by the API and the
+  consumers, expiring after ``STATS_TTL_S`` so they cannot grow without bound. Consumer lag is
+  a gauge per (group, partition).
 """
 
 from __future__ import annotations
@@ -104,10 +107,34 @@ class Store(Protocol):
         """Newest first."""
         ...
 
+    def incr_stats(self, increments: Sequence[Increment]) -> None:
+        """Add to per-minute counters (one round trip); each bucket expires after ``STATS_TTL_S``."""
+        ...
+
+    def read_stats(self, surface: str, minutes: Sequence[int]) -> list[dict[str, int]]:
+        """One dict of counters per minute, in order (empty where nothing was counted)."""
+        ...
+
+    def stats_surfaces(self) -> set[str]:
+        """Surfaces that have counters."""
+        ...
+
+    def count_impressions(self, version: str, counts: dict[str, int]) -> dict[str, int]:
+        """Add to per-item impression counts (fresh items only); return the new totals."""
+        ...
+
+    def put_lag(self, group: str, lag: dict[int, int]) -> None: ...
+
+    def get_lag(self, group: str) -> dict[int, int]: ...
+
     def ping(self) -> bool: ...
 
 
 SURFACE_LOG_LENGTH = 1000
+STATS_TTL_S = 2 * 3600
+
+# (surface, minute since the epoch, field, amount)
+Increment = tuple[str, int, str, int]
 
 
 def merge_flags(current: str, new: str) -> str:
@@ -124,6 +151,9 @@ class MemoryStore:
         self._contexts: dict[str, tuple[bytes, float]] = {}
         self._surfaces: dict[str, bytes] = {}
         self._changes: list[bytes] = []
+        self._counters: dict[tuple[str, int], dict[str, int]] = {}
+        self._lag: dict[str, dict[int, int]] = {}
+        self._impressions: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -205,6 +235,40 @@ class MemoryStore:
     def surface_changes(self, limit: int) -> list[bytes]:
         with self._lock:
             return self._changes[:limit]
+
+    def incr_stats(self, increments: Sequence[Increment]) -> None:
+        oldest = int(time.time() // 60) - STATS_TTL_S // 60
+        with self._lock:
+            for surface, minute, name, amount in increments:
+                bucket = self._counters.setdefault((surface, minute), {})
+                bucket[name] = bucket.get(name, 0) + amount
+            for key in [k for k in self._counters if k[1] < oldest]:
+                del self._counters[key]
+
+    def read_stats(self, surface: str, minutes: Sequence[int]) -> list[dict[str, int]]:
+        with self._lock:
+            return [dict(self._counters.get((surface, m), {})) for m in minutes]
+
+    def stats_surfaces(self) -> set[str]:
+        with self._lock:
+            return {surface for surface, _ in self._counters}
+
+    def count_impressions(self, version: str, counts: dict[str, int]) -> dict[str, int]:
+        with self._lock:
+            out = {}
+            for item, n in counts.items():
+                total = self._impressions.get((version, item), 0) + n
+                self._impressions[(version, item)] = total
+                out[item] = total
+            return out
+
+    def put_lag(self, group: str, lag: dict[int, int]) -> None:
+        with self._lock:
+            self._lag[group] = dict(lag)
+
+    def get_lag(self, group: str) -> dict[int, int]:
+        with self._lock:
+            return dict(self._lag.get(group, {}))
 
     def _evict(self, now: float) -> None:
         # Amortised expiry so an embedded run cannot grow without bound.

@@ -167,3 +167,21 @@ def test_surface_settings_and_their_change_log(store: Store) -> None:
     store.put_surface(name, b'{"alpha": 0.2}', b'{"n": 2}')
     assert store.get_surfaces()[name] == b'{"alpha": 0.2}'
     assert store.surface_changes(2) == [b'{"n": 2}', b'{"n": 1}']
+
+
+def test_minute_counters_add_up_per_surface_and_expire(store: Store, redis_url: str) -> None:
+    surface = "s-" + uuid.uuid4().hex[:8]
+    minute = int(time.time() // 60)
+    store.incr_stats([(surface, minute, "req", 2), (surface, minute, "req", 3), (surface, minute - 1, "slots", 7)])
+    assert store.read_stats(surface, [minute - 2, minute - 1, minute]) == [{}, {"slots": 7}, {"req": 5}]
+    assert surface in store.stats_surfaces()
+    if isinstance(store, RedisStore):
+        ttl = redis.Redis.from_url(redis_url).ttl(f"om:stats:{surface}:{minute}")
+        assert 0 < ttl <= 2 * 3600
+
+
+def test_consumer_lag_is_a_gauge(store: Store) -> None:
+    group = "g-" + uuid.uuid4().hex[:8]
+    store.put_lag(group, {0: 5, 1: 0})
+    store.put_lag(group, {0: 2})
+    assert store.get_lag(group)[0] == 2
