@@ -28,13 +28,17 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Integration tests start their own redis-server (and the Tansu broker from the dev extra) on
-# free ports; the binary comes from Debian's redis-server package.
+# free ports; the browser tests drive Debian's chromium through Playwright.
 services:
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (Debian package)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "redis-server is required for the integration tests"; exit 1; }
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (Debian package; the browser tests drive it, nothing is downloaded)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 unit: $(STAMP) services
 	$(VENV)/bin/pytest -q

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.dashboard import build_stats
 from app.main import Services
 from app.models import (
     FeedbackRequest,
@@ -26,6 +28,9 @@ from streaming.events import FeedbackEvent
 from streaming.stores import StoreUnavailable
 
 router = APIRouter()
+
+STATIC = FilePath(__file__).parent / "static"
+DASHBOARD_HTML = (STATIC / "dashboard.html").read_text()
 
 
 def services(request: Request) -> Services:
@@ -107,6 +112,25 @@ async def put_surface(
     except StoreUnavailable as exc:
         raise HTTPException(503, "surface settings could not be stored; nothing changed") from exc
     return updated
+
+
+@router.get("/v1/admin/stats")
+async def admin_stats(svc: ServicesDep, _: OperatorDep) -> dict[str, Any]:
+    return await run_in_threadpool(build_stats, svc)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard() -> HTMLResponse:
+    return HTMLResponse(DASHBOARD_HTML)
+
+
+@router.get("/dashboard/{asset}")
+async def dashboard_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:
+    path = STATIC / asset
+    if not path.is_file():
+        raise HTTPException(404, f"asset: no {asset}")
+    media = "text/javascript" if asset.endswith(".js") else "text/css"
+    return Response(path.read_bytes(), media_type=media)
 
 
 @router.get("/healthz")

@@ -62,6 +62,10 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[tuple[str, int]]: ...
 
+    def lag(self) -> dict[int, int]:
+        """Records behind the end of each assigned partition."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -204,6 +208,10 @@ class MemoryConsumer:
     def assignment(self) -> set[tuple[str, int]]:
         with self._bus._cond:
             return set(self._assigned)
+
+    def lag(self) -> dict[int, int]:
+        with self._bus._cond:
+            return {p: len(self._bus._logs[t][p]) - pos for (t, p), pos in self._assigned.items()}
 
     def close(self) -> None:
         self._bus._leave(self)

@@ -204,6 +204,8 @@ class FeedbackConsumer:
         self._max_records = max_records
         self._poll_timeout_s = poll_timeout_s
         self._on_applied = on_applied
+        self._group = group
+        self._lag_reported = 0.0
         self.stats = ConsumerStats()
 
     def run(self, stop: threading.Event) -> None:
@@ -213,6 +215,7 @@ class FeedbackConsumer:
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         records = self._consumer.poll(self._max_records, self._poll_timeout_s)
+        self._report_lag()
         if not records:
             return 0
         backoff = 0.05
@@ -327,6 +330,15 @@ class FeedbackConsumer:
 
     def assignment(self) -> set[tuple[str, int]]:
         return self._consumer.assignment()
+
+    def _report_lag(self) -> None:
+        if time.monotonic() - self._lag_reported < 1.0:
+            return
+        self._lag_reported = time.monotonic()
+        try:
+            self._store.put_lag(self._group, self._consumer.lag())
+        except Exception as exc:  # a gauge for the dashboard; never worth stopping consumption
+            log.warning("consumer_lag_not_reported", error=type(exc).__name__)
 
     def close(self) -> None:
         self._consumer.close()

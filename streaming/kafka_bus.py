@@ -198,5 +198,12 @@ class KafkaBusConsumer:
     def assignment(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self._c.assignment()}
 
+    def lag(self) -> dict[int, int]:
+        partitions = list(self._c.assignment())
+        if not partitions:
+            return {}
+        ends = self._c.end_offsets(partitions)
+        return {tp.partition: max(0, int(ends[tp]) - int(self._c.position(tp))) for tp in partitions}
+
     def close(self) -> None:
         self._c.close()

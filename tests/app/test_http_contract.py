@@ -201,3 +201,23 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
 def test_serving_never_imports_torch(client: TestClient) -> None:
     recommend(client, k=2)
     assert "torch" not in sys.modules
+
+
+def test_exploration_budget_is_a_share_of_slots() -> None:
+    from app.dashboard import exploration_budget
+    from app.surfaces import SurfaceConfig
+
+    config = SurfaceConfig(explore_traffic=0.5, explore_slots=2)
+    # 10 requests of 4 slots: half the traffic may explore 2 of 4 slots -> 0.25 of all slots.
+    assert exploration_budget(config, [40, 0, 10], [10, 0, 10]) == [0.25, None, 0.5]
+
+
+def test_stats_endpoint_needs_the_token_and_reports_the_hour(client: TestClient) -> None:
+    assert client.get("/v1/admin/stats").status_code == 401
+    recommend(client, k=3, surface="stats-check")
+    time.sleep(1.3)  # counters flush each second
+    body = client.get("/v1/admin/stats", headers=AUTH).json()
+    assert len(body["minutes"]) == 60 and body["bundle"]["version"] == "v-test-1"
+    series = body["surfaces"]["stats-check"]["series"]
+    assert sum(series["requests_per_s"]) > 0 and series["exploration_budget"][-1] is not None
+    assert all(len(v) == 60 for k, v in series.items() if isinstance(v, list))

@@ -1,0 +1,81 @@
+"""``GET /v1/admin/stats``: the one JSON document the dashboard draws (the last hour by minute)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.main import Services
+from app.surfaces import SurfaceConfig
+from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, minute_of, quantile
+from streaming.stores import StoreUnavailable
+
+
+def _series(rows: list[dict[str, int]], name: str) -> list[int]:
+    return [row.get(name, 0) for row in rows]
+
+
+def _ratio(num: list[int], den: list[int]) -> list[float | None]:
+    return [round(n / d, 4) if d else None for n, d in zip(num, den, strict=True)]
+
+
+def exploration_budget(config: SurfaceConfig, slots: list[int], requests: list[int]) -> list[float | None]:
+    """The largest share of served slots the settings allow to explore, per minute:
+    ``explore_traffic · min(explore_slots, k̄) / k̄`` with k̄ the mean slots per request."""
+    out: list[float | None] = []
+    for n_slots, n_req in zip(slots, requests, strict=True):
+        if not n_req or not n_slots:
+            out.append(None)
+            continue
+        k = n_slots / n_req
+        out.append(round(config.explore_traffic * min(config.explore_slots, k) / k, 4))
+    return out
+
+
+def surface_series(rows: list[dict[str, int]], config: SurfaceConfig) -> dict[str, Any]:
+    slots, explored = _series(rows, "slots"), _series(rows, "explored")
+    imp_x, imp_g = _series(rows, "imp_explored"), _series(rows, "imp_exploited")
+    clk_x, clk_g = _series(rows, "clk_explored"), _series(rows, "clk_exploited")
+    return {
+        "requests_per_s": [round(n / 60, 3) for n in _series(rows, "req")],
+        "exploration_rate": _ratio(explored, slots),
+        "exploration_budget": exploration_budget(config, slots, _series(rows, "req")),
+        "impressions_explored": imp_x,
+        "impressions_exploited": imp_g,
+        "ctr_explored": _ratio(clk_x, imp_x),
+        "ctr_exploited": _ratio(clk_g, imp_g),
+        "impressions_by_age": {name: _series(rows, f"imp_age_{name}") for name, _ in AGE_BUCKETS},
+        "fresh_items_reached_50": _series(rows, "fresh50"),
+        "latency_p50_ms": [quantile(r, "lat", LATENCY_MS, 0.5) for r in rows],
+        "latency_p99_ms": [quantile(r, "lat", LATENCY_MS, 0.99) for r in rows],
+        "freshness_p50_ms": [quantile(r, "fresh", FRESHNESS_MS, 0.5) for r in rows],
+        "freshness_p99_ms": [quantile(r, "fresh", FRESHNESS_MS, 0.99) for r in rows],
+        "degraded": _series(rows, "degraded"),
+        "dead_letters": _series(rows, "dead"),
+    }
+
+
+def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
+    now = time.time()
+    window = list(range(minute_of(now) - minutes + 1, minute_of(now) + 1))
+    body: dict[str, Any] = {"now": now, "minutes": [m * 60 for m in window], "surfaces": {}, "degraded": []}
+    bundle = svc.bundles.current if svc.bundles.loaded else None
+    body["bundle"] = (
+        {"version": bundle.version, "created_at": bundle.created_at, "age_s": round(now - bundle.created_at, 1)}
+        if bundle
+        else None
+    )
+    try:
+        configs = svc.surfaces.all()
+        names = sorted((svc.store.stats_surfaces() | set(configs) | {"default"}) - {"_unknown"})
+        for name in names:
+            rows = svc.store.read_stats(name, window)
+            config = configs.get(name) or svc.surfaces.get(name)
+            body["surfaces"][name] = {"config": config.model_dump(), "series": surface_series(rows, config)}
+        unknown = svc.store.read_stats("_unknown", window)
+        body["dead_letters_unknown_request"] = _series(unknown, "dead")
+        body["consumer_lag"] = {str(p): n for p, n in sorted(svc.store.get_lag(svc.settings.consumer_group).items())}
+        body["changes"] = svc.surfaces.changes(50)
+    except StoreUnavailable:
+        body["degraded"].append("statistics store unreachable")
+    return body

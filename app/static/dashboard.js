@@ -1,0 +1,181 @@
+"use strict";
+// The operator dashboard: reads GET /v1/admin/stats, draws the last hour by minute, and edits
+// surface settings with PUT /v1/admin/surfaces/{surface}. No dependencies: works offline.
+
+const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+const REFRESH_MS = 5000;
+let token = sessionStorage.getItem("om-token") || "";
+
+function drawChart(canvas, minutes, series) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  canvas.width = w * dpr; canvas.height = h * dpr;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(dpr, dpr);
+  ctx.clearRect(0, 0, w, h);
+  const pad = { l: 44, r: 8, t: 8, b: 34 };
+  const values = series.flatMap(s => s.values).filter(v => v !== null && v !== undefined);
+  let lo = Math.min(0, ...values), hi = Math.max(...values, 0);
+  if (hi === lo) hi = lo + 1;
+  const x = i => pad.l + (w - pad.l - pad.r) * (minutes.length > 1 ? i / (minutes.length - 1) : 0);
+  const y = v => h - pad.b - (h - pad.t - pad.b) * (v - lo) / (hi - lo);
+  ctx.strokeStyle = "#e3e6eb"; ctx.fillStyle = "#667"; ctx.font = "10px system-ui"; ctx.lineWidth = 1;
+  for (let k = 0; k <= 4; k++) {
+    const v = lo + (hi - lo) * k / 4;
+    ctx.beginPath(); ctx.moveTo(pad.l, y(v)); ctx.lineTo(w - pad.r, y(v)); ctx.stroke();
+    ctx.fillText(v >= 100 ? v.toFixed(0) : v.toPrecision(2), 2, y(v) + 3);
+  }
+  const label = t => new Date(t * 1000).toTimeString().slice(0, 5);
+  if (minutes.length) {
+    ctx.fillText(label(minutes[0]), pad.l, h - pad.b + 12);
+    ctx.fillText(label(minutes[minutes.length - 1]), w - pad.r - 28, h - pad.b + 12);
+  }
+  let drawn = 0;
+  series.forEach((s, k) => {
+    ctx.strokeStyle = s.color || COLORS[k % COLORS.length]; ctx.lineWidth = 1.6; ctx.beginPath();
+    let open = false;
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) { open = false; return; }
+      drawn += 1;
+      if (open) ctx.lineTo(x(i), y(v)); else { ctx.moveTo(x(i), y(v)); open = true; }
+    });
+    ctx.stroke();
+    ctx.fillStyle = s.color || COLORS[k % COLORS.length];
+    // A point with no neighbour draws no line: mark it, or a new series' first minute is invisible.
+    s.values.forEach((v, i) => {
+      const lone = (i === 0 || s.values[i - 1] == null) && (i === s.values.length - 1 || s.values[i + 1] == null);
+      if (v !== null && v !== undefined && lone) { ctx.beginPath(); ctx.arc(x(i), y(v), 2.5, 0, 2 * Math.PI); ctx.fill(); }
+    });
+    ctx.fillText(s.name, pad.l + 4 + k * 96, h - 6);
+  });
+  canvas.dataset.points = String(drawn);
+  return drawn;
+}
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+async function api(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.detail || res.statusText);
+  return data;
+}
+
+function chartsFor(name, s, minutes) {
+  const c = s.config, z = s.series;
+  const ages = Object.entries(z.impressions_by_age).map(([k, v]) => ({ name: "age " + k, values: v }));
+  return [
+    ["Exploration rate: realised vs configured budget (share of slots)", [
+      { name: "realised", values: z.exploration_rate }, { name: "budget", values: z.exploration_budget, color: "#94a3b8" }]],
+    ["Impressions: explored vs exploited", [
+      { name: "explored", values: z.impressions_explored }, { name: "exploited", values: z.impressions_exploited }]],
+    ["CTR: explored vs exploited", [
+      { name: "explored", values: z.ctr_explored }, { name: "exploited", values: z.ctr_exploited }]],
+    ["Fresh-item discovery: impressions by item age", ages],
+    ["Fresh items reaching 50 impressions", [{ name: "per minute", values: z.fresh_items_reached_50 }]],
+    ["Learning freshness (event → Redis), ms", [
+      { name: "p50", values: z.freshness_p50_ms }, { name: "p99", values: z.freshness_p99_ms },
+      { name: "dead letters", values: z.dead_letters }]],
+    ["Requests per second", [
+      { name: "req/s", values: z.requests_per_s }, { name: "degraded", values: z.degraded }]],
+    ["Latency (service time), ms", [
+      { name: "p50", values: z.latency_p50_ms }, { name: "p99", values: z.latency_p99_ms }]],
+  ];
+}
+
+function settingsForm(name, config) {
+  const form = el("form", { class: "settings", "data-surface": name });
+  const field = (label, input) => el("label", {}, [label, input]);
+  const policy = el("select", { name: "policy" });
+  for (const p of ["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"]) {
+    const o = el("option", { value: p }, [p]); if (p === config.policy) o.selected = true; policy.append(o);
+  }
+  const num = (key, step) => el("input", { name: key, type: "number", step, value: String(config[key]) });
+  const msg = el("span", { class: "msg" });
+  form.append(field("policy", policy), field("alpha", num("alpha", "any")),
+    field("explore_slots", num("explore_slots", "1")), field("explore_traffic", num("explore_traffic", "any")),
+    el("button", { type: "submit" }, ["Save"]), msg);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const body = { policy: f.get("policy"), alpha: Number(f.get("alpha")),
+      explore_slots: Number(f.get("explore_slots")), explore_traffic: Number(f.get("explore_traffic")) };
+    try {
+      await api("PUT", "/v1/admin/surfaces/" + encodeURIComponent(name), body);
+      msg.className = "msg ok"; msg.textContent = "saved";
+      refresh();
+    } catch (e) {
+      msg.className = "msg error"; msg.textContent = "refused: " + e.message;
+    }
+  });
+  return form;
+}
+
+function render(stats) {
+  const root = document.getElementById("surfaces");
+  const editing = root.contains(document.activeElement);
+  const b = stats.bundle;
+  document.getElementById("bundle").textContent = b
+    ? `bundle ${b.version} · ${(b.age_s / 3600).toFixed(1)} h old` : "no bundle loaded";
+  if (!editing) root.replaceChildren();
+  for (const [name, s] of Object.entries(stats.surfaces)) {
+    let box = document.getElementById("surface-" + name);
+    if (!box) {
+      box = el("section", { class: "surface", id: "surface-" + name });
+      root.append(box);
+    } else if (editing) { continue; }
+    const c = s.config;
+    box.replaceChildren(
+      el("h2", {}, [`${name} · ${c.policy} · α ${c.alpha} · explore_slots ${c.explore_slots} · explore_traffic ${c.explore_traffic}`]),
+      settingsForm(name, c),
+      el("div", { class: "charts" }));
+    const grid = box.querySelector(".charts");
+    for (const [title, series] of chartsFor(name, s, stats.minutes)) {
+      const canvas = el("canvas", { "data-title": title });
+      grid.append(el("div", { class: "chart" }, [el("h3", {}, [title]), canvas]));
+      drawChart(canvas, stats.minutes, series);
+    }
+  }
+  const lag = Object.entries(stats.consumer_lag || {});
+  document.getElementById("lag").textContent = lag.length
+    ? "lag by partition: " + lag.map(([p, n]) => `${p}: ${n}`).join(", ") : "no consumer lag reported";
+  const tbody = document.querySelector("#changes tbody");
+  tbody.replaceChildren(...(stats.changes || []).map(ch => {
+    const diff = Object.keys(ch.new).filter(k => ch.old[k] !== ch.new[k]).map(k => `${k}: ${ch.old[k]} → ${ch.new[k]}`).join("; ");
+    return el("tr", {}, [el("td", {}, [new Date(ch.at * 1000).toLocaleTimeString()]), el("td", {}, [ch.who]),
+      el("td", {}, [ch.surface]), el("td", {}, [diff || "no change"])]);
+  }));
+}
+
+async function refresh() {
+  const status = document.getElementById("status");
+  if (!token) return;
+  try {
+    const stats = await api("GET", "/v1/admin/stats");
+    render(stats);
+    status.className = "muted";
+    status.textContent = "updated " + new Date().toLocaleTimeString() + (stats.degraded.length ? " · " + stats.degraded.join(", ") : "");
+    document.body.dataset.loaded = "true";
+  } catch (e) {
+    status.className = "error"; status.textContent = "could not load stats: " + e.message;
+  }
+}
+
+document.getElementById("auth").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = document.getElementById("token").value.trim();
+  sessionStorage.setItem("om-token", token);
+  refresh();
+});
+document.getElementById("token").value = token;
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,126 @@
+"""The operator dashboard in a real browser: Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from app.main import create_app
+from bench.services import free_port
+from tests.app.conftest import TOKEN, settings_for
+from tests.conftest import unavailable
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def server(bundle_dir: Path) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings_for(bundle_dir)), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def simulate(base: str, requests: int = 160) -> None:
+    rng = np.random.default_rng(0)
+    with httpx.Client(base_url=base, timeout=10) as c:
+        c.put(
+            "/v1/admin/surfaces/home", json={"explore_traffic": 0.5, "explore_slots": 2}, headers=AUTH
+        ).raise_for_status()
+        for n in range(requests):
+            rec = c.post("/v1/recommend", json={"user_id": f"user-{n % 50}", "k": 4, "surface": "home"}).json()
+            events: list[dict[str, Any]] = []
+            for m, item in enumerate(rec["items"]):
+                base_event = {"request_id": rec["request_id"], "item_id": item["item_id"], "ts": time.time()}
+                events.append({**base_event, "event_id": f"{n}-{m}-i", "type": "impression"})
+                if rng.random() < 0.3:
+                    events.append({**base_event, "event_id": f"{n}-{m}-c", "type": "click"})
+            c.post("/v1/feedback", json={"events": events}).raise_for_status()
+    time.sleep(2.5)  # the counters flush every second; the embedded consumer applies meanwhile
+
+
+def explored_scores(base: str) -> list[float]:
+    rec = httpx.post(f"{base}/v1/recommend", json={"user_id": "user-1", "k": 4, "surface": "home"}).json()
+    return [i["score"] for i in rec["items"] if i["explored"]]
+
+
+def test_dashboard_in_a_real_browser(server: str) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        unavailable("chromium not found (Debian package chromium; `make test` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    simulate(server)
+    stats = httpx.get(f"{server}/v1/admin/stats", headers=AUTH).json()
+    home = stats["surfaces"]["home"]["series"]
+    assert sum(home["impressions_explored"]) > 0 and sum(home["impressions_exploited"]) > 0
+    assert any(v is not None for v in home["freshness_p99_ms"])
+    assert httpx.get(f"{server}/v1/admin/stats").status_code == 401
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server}/dashboard")
+        page.fill("#token", TOKEN)
+        page.click("#auth button")
+        page.wait_for_selector("body[data-loaded=true]", timeout=10_000)
+
+        canvases = page.locator("#surface-home canvas")
+        assert canvases.count() == 8
+        points = [int(canvases.nth(i).get_attribute("data-points") or 0) for i in range(canvases.count())]
+        assert all(n > 0 for n in points), points
+
+        # An edit with the token takes effect on the next request, statistics untouched.
+        form = page.locator('form[data-surface="home"]')
+        form.locator('input[name="alpha"]').fill("7.5")
+        form.locator('input[name="explore_traffic"]').fill("1")
+        form.locator('button[type="submit"]').click()
+        page.wait_for_selector('form[data-surface="home"] .msg.ok', timeout=5000)
+        config = httpx.get(f"{server}/v1/admin/surfaces/home", headers=AUTH).json()
+        assert config["alpha"] == 7.5 and config["explore_traffic"] == 1.0
+        scores = explored_scores(server)
+        assert scores and max(scores) > 2.0  # mean ≤ ~1, so only α = 7.5 puts a UCB there
+
+        # Without the right token the edit is refused and nothing changes.
+        page.fill("#token", "wrong-token")
+        page.click("#auth button")
+        page.wait_for_selector("#status.error", timeout=5000)
+        page.wait_for_timeout(300)
+        form = page.locator('form[data-surface="home"]')
+        form.locator('input[name="alpha"]').fill("0.5")
+        form.locator('button[type="submit"]').click()
+        page.wait_for_selector('form[data-surface="home"] .msg.error', timeout=5000)
+        assert "refused" in form.locator(".msg").inner_text()
+        assert httpx.get(f"{server}/v1/admin/surfaces/home", headers=AUTH).json()["alpha"] == 7.5
+
+        page.fill("#token", TOKEN)
+        page.click("#auth button")
+        page.wait_for_selector("#status:not(.error)", timeout=10_000)
+        page.wait_for_timeout(500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        browser.close()
+    # The browser's own 401 on the refused calls is expected; anything else is a page error.
+    assert [e for e in errors if "401" not in e] == []
