@@ -9,6 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections import Counter as CounterType
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.logs import configure_logging
 from app.metrics import Metrics
 from app.recommender import BundleHolder, NoBundle, Recommender
 from app.settings import Settings
@@ -131,6 +133,21 @@ def consumer_for(services: Services) -> FeedbackConsumer:
             if ts > 0:
                 m.freshness.observe(max(0.0, now - ts))
 
+    def on_batch(counts: CounterType[str], size: int, apply_s: float) -> None:
+        m.consumer_batch.observe(size)
+        m.consumer_apply.observe(apply_s)
+        for key, n in counts.items():
+            if key.startswith("credited_"):
+                m.feedback.labels(key.removeprefix("credited_"), "applied").inc(n)
+            elif key.startswith("dead_"):
+                m.feedback.labels("any", "dead_lettered").inc(n)
+            elif key in ("duplicate", "redelivered"):
+                m.feedback.labels("any", key).inc(n)
+
+    def on_lag(lag: dict[int, int]) -> None:
+        for partition, n in lag.items():
+            m.consumer_lag.labels(str(partition)).set(n)
+
     return FeedbackConsumer(
         services.bus,
         services.store,
@@ -139,6 +156,8 @@ def consumer_for(services: Services) -> FeedbackConsumer:
         dead_letter_topic=s.dead_letter_topic,
         attribution_window_s=s.attribution_window_s,
         on_applied=on_applied,
+        on_batch=on_batch,
+        on_lag=on_lag,
     )
 
 
@@ -166,6 +185,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         finally:
             svc.close()
 
+    configure_logging(settings.log_level)
     app = FastAPI(title="onlinematch", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
@@ -189,8 +209,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(http_request_id=request_id)
+        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
         status = 500
         try:
@@ -202,10 +222,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             svc: Services | None = getattr(request.app.state, "services", None)
+            elapsed = time.perf_counter() - start
             if svc is not None:
                 svc.metrics.requests.labels(path, str(status)).inc()
-                svc.metrics.latency.labels(path).observe(time.perf_counter() - start)
-            structlog.contextvars.unbind_contextvars("http_request_id")
+                svc.metrics.latency.labels(path, str(status)).observe(elapsed)
+            log.info("http_request", method=request.method, route=path, status=status, ms=round(elapsed * 1000, 2))
+            structlog.contextvars.clear_contextvars()
 
     from app.routes import router
 

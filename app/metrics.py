@@ -13,7 +13,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter("om_http_requests_total", "HTTP requests", ["route", "status"], registry=r)
         self.latency = Histogram(
-            "om_http_request_seconds", "HTTP latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+            "om_http_request_seconds", "HTTP latency", ["route", "status"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.recommendations = Counter(
             "om_recommended_items_total", "Served slots", ["surface", "explored"], registry=r
@@ -34,6 +34,6 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
-        self.consumer_events = Counter("om_consumer_events_total", "Consumer outcomes", ["outcome"], registry=r)
+        self.consumer_lag = Gauge("om_consumer_lag_records", "Records behind per partition", ["partition"], registry=r)
         self.bundle = Info("om_bundle", "Serving bundle", registry=r)
         self.bundle_age = Gauge("om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r)

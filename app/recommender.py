@@ -229,6 +229,7 @@ class Recommender:
             self._metrics.recommendations.labels(surface, str(item.explored).lower()).inc()
         for reason in reasons:
             self._metrics.degraded.labels(reason).inc()
+        log.debug("recommendation", decision_id=request_id, surface=surface, items=len(served), degraded=reasons)
         c = self._counters
         c.add(surface, "req")
         c.add(surface, "slots", len(served))

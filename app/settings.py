@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(5, ge=1)
     surface_cache_s: float = Field(1.0, ge=0)
 
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 

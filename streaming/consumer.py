@@ -194,6 +194,8 @@ class FeedbackConsumer:
         max_records: int = 5000,
         poll_timeout_s: float = 0.2,
         on_applied: Callable[[list[float]], None] | None = None,
+        on_batch: Callable[[Counter[str], int, float], None] | None = None,
+        on_lag: Callable[[dict[int, int]], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -204,8 +206,11 @@ class FeedbackConsumer:
         self._max_records = max_records
         self._poll_timeout_s = poll_timeout_s
         self._on_applied = on_applied
+        self._on_batch = on_batch
+        self._on_lag = on_lag
         self._group = group
         self._lag_reported = 0.0
+        self._batch_counts: Counter[str] = Counter()
         self.stats = ConsumerStats()
 
     def run(self, stop: threading.Event) -> None:
@@ -238,6 +243,8 @@ class FeedbackConsumer:
             log.info("consumer_commit_after_rebalance", detail=str(exc)[:200])
         self.stats.batches += 1
         self.stats.events += len(records)
+        if self._on_batch is not None:
+            self._on_batch(self._batch_counts, len(records), self.stats.last_apply_s)
         return len(records)
 
     def _process(self, records: list[Record]) -> None:
@@ -252,6 +259,7 @@ class FeedbackConsumer:
                 self.stats.counts["dead_malformed"] += 1
         request_ids = sorted({ev.request_id for evs in parsed.values() for _, ev in evs})
         ops: list[PartitionWork] = []
+        self._batch_counts = Counter({"dead_malformed": sum(1 for d in dead if d.reason.startswith("malformed"))})
         contexts = self._store.get_contexts(request_ids)
         applied_ts: list[float] = []
         for partition, events in parsed.items():
@@ -266,6 +274,7 @@ class FeedbackConsumer:
                 if todo is events:
                     dead.extend(work.dead)
                     self.stats.counts.update(work.counts)
+                    self._batch_counts.update(work.counts)
                     ops.append(work)
                 applied_ts.extend(work.event_ts)
                 if not conflicted:
@@ -336,7 +345,10 @@ class FeedbackConsumer:
             return
         self._lag_reported = time.monotonic()
         try:
-            self._store.put_lag(self._group, self._consumer.lag())
+            lag = self._consumer.lag()
+            if self._on_lag is not None:
+                self._on_lag(lag)
+            self._store.put_lag(self._group, lag)
         except Exception as exc:  # a gauge for the dashboard; never worth stopping consumption
             log.warning("consumer_lag_not_reported", error=type(exc).__name__)
 

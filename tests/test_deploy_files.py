@@ -52,3 +52,26 @@ def test_the_image_entry_point_is_the_cli() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["onlinematch", "serve"]' in text
     assert "pip install ." in text
+
+
+def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
+    import json
+    import re
+
+    from app.metrics import Metrics
+
+    exported: set[str] = set()
+    for family in Metrics().registry.collect():
+        exported |= {sample.name for sample in family.samples} | {family.name}
+    dashboard = json.loads((ROOT / "k8s" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bom_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 8
+    # Labelled families only show their samples once a label is used; compare on family names.
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported}
+    missing = {n for n in used if re.sub(r"_(total|bucket|sum|count)$", "", n) not in families}
+    assert not missing, missing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,3 +222,22 @@ def test_stats_endpoint_needs_the_token_and_reports_the_hour(client: TestClient)
     series = body["surfaces"]["stats-check"]["series"]
     assert sum(series["requests_per_s"]) > 0 and series["exploration_budget"][-1] is not None
     assert all(len(v) == 60 for k, v in series.items() if isinstance(v, list))
+
+
+def test_every_log_line_of_a_request_carries_its_request_id(
+    bundle_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.main import create_app
+    from tests.app.conftest import settings_for
+
+    with TestClient(create_app(settings_for(bundle_dir, log_level="debug"))) as c:
+        capsys.readouterr()
+        r = c.post("/v1/recommend", json={"user_id": "user-2", "k": 2}, headers={"X-Request-ID": "trace-abc"})
+        assert r.headers["X-Request-ID"] == "trace-abc"
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == "trace-abc"]
+    events = {line["event"] for line in mine}
+    assert {"recommendation", "http_request"} <= events, lines
+    assert all(line.get("request_id") == "trace-abc" for line in lines if line["event"] in events)
