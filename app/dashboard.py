@@ -68,10 +68,14 @@ def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
     try:
         configs = svc.surfaces.all()
         names = sorted((svc.store.stats_surfaces() | set(configs) | {"default"}) - {"_unknown"})
-        for name in names:
-            rows = svc.store.read_stats(name, window)
+        rows_by_name = {name: svc.store.read_stats(name, window) for name in names}
+        # Busiest surfaces first: an idle one should not push a live one below the fold.
+        for name in sorted(names, key=lambda n: -sum(r.get("req", 0) for r in rows_by_name[n])):
             config = configs.get(name) or svc.surfaces.get(name)
-            body["surfaces"][name] = {"config": config.model_dump(), "series": surface_series(rows, config)}
+            body["surfaces"][name] = {
+                "config": config.model_dump(),
+                "series": surface_series(rows_by_name[name], config),
+            }
         unknown = svc.store.read_stats("_unknown", window)
         body["dead_letters_unknown_request"] = _series(unknown, "dead")
         body["consumer_lag"] = {str(p): n for p, n in sorted(svc.store.get_lag(svc.settings.consumer_group).items())}
