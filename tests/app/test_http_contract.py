@@ -199,9 +199,22 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert 'om_bundle_info{version="v-test-1"} 1.0' in text
 
 
-def test_serving_never_imports_torch(client: TestClient) -> None:
-    recommend(client, k=2)
-    assert "torch" not in sys.modules
+def test_serving_never_imports_torch(bundle_dir: Path) -> None:
+    # A fresh interpreter: other tests in this process (the offline job's) do import torch.
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from app.main import create_app\n"
+        "from tests.app.conftest import settings_for\n"
+        "from pathlib import Path\n"
+        f"with TestClient(create_app(settings_for(Path({str(bundle_dir)!r})))) as c:\n"
+        "    assert c.post('/v1/recommend', json={'user_id': 'u', 'k': 2}).status_code == 200\n"
+        "assert 'torch' not in sys.modules, 'serving imported torch'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_exploration_budget_is_a_share_of_slots() -> None:
