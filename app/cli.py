@@ -9,7 +9,9 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -85,11 +87,40 @@ def demo(settings: Settings, rate: float) -> int:
 
 
 def _after_start(server: object, fn: object) -> None:
-    import time
-
     while not getattr(server, "started", False):
         time.sleep(0.05)
     fn()  # type: ignore[operator]  # a plain callable
+
+
+def _interval(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value, unit = float(text[:-1]), units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise SystemExit(f"onlinematch train: --every {text!r}: expected a number and s/m/h/d, e.g. 6h") from None
+    if value <= 0:
+        raise SystemExit(f"onlinematch train: --every {text!r}: must be positive")
+    return value * unit
+
+
+def train(interactions: Path, items: Path, out: Path, every: str | None) -> int:
+    from offline.bundle import BundleError
+    from offline.data import DataError
+    from offline.job import report_json, run_job
+
+    period = _interval(every) if every else None
+    while True:
+        try:
+            report = run_job(interactions, items, out)
+        except (DataError, BundleError) as exc:
+            print(f"onlinematch train: {exc}", file=sys.stderr)
+            if period is None:
+                return 2
+        else:
+            print(report_json(report), flush=True)
+            if period is None:
+                return 0 if report.published else 1
+        time.sleep(period)
 
 
 def simulate(rounds: int, seed: int, k: int) -> int:
@@ -121,6 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--rate", type=float, default=20.0, help="simulated requests per second")
     sub.add_parser("consume", help="a feedback consumer (needs REDIS_URL and KAFKA_BOOTSTRAP_SERVERS)")
+    p_train = sub.add_parser("train", help="the offline job: train, evaluate, gate and publish a bundle")
+    p_train.add_argument(
+        "--interactions", required=True, type=Path, help="user_id,item_id,timestamp[,reward] (CSV or Parquet)"
+    )
+    p_train.add_argument(
+        "--items", required=True, type=Path, help="item_id[,created_at][,features...] (CSV or Parquet)"
+    )
+    p_train.add_argument("--out", required=True, type=Path, help="bundle root (versions + `current`)")
+    p_train.add_argument("--every", help="repeat, e.g. 6h or 30m (default: once)")
     p_sim = sub.add_parser("simulate", help="policies side by side on the synthetic world, offline")
     p_sim.add_argument("--rounds", type=int, default=5000)
     p_sim.add_argument("--seed", type=int, default=0)
@@ -139,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulate(args.rounds, args.seed, args.k)
     if args.command == "consume":
         return consume(_settings())
+    if args.command == "train":
+        return train(args.interactions, args.items, args.out, args.every)
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
     if args.command == "serve":
         return serve(settings)

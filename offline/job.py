@@ -1,0 +1,198 @@
+"""The offline refresh (DESIGN flow 4), as far as issue #4 has come: files → two-tower (with
+logQ, and the ablation without) → evaluation → clusters → candidate graph → fresh pool →
+calibrated prior → evaluation gate → an immutable bundle and the ``current`` pointer.
+
+Teacher labels and distilled students are not built yet; the bundle's prior is the two-tower
+score, calibrated on the logged rewards (``"prior": {"kind": "two_tower"}``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bandits.checks import FloatArray
+from offline.bundle import Bundle, BundleError, current_version, publish
+from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
+from offline.data import load_interactions, load_items, split_by_time
+from offline.two_tower import TwoTowerConfig, recall_at_k, train_two_tower
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    valid_fraction: float = 0.1
+    clusters: int = 32
+    k_nearest: int = 4
+    membership_temperature: float = 0.05
+    graph_width: int = 100
+    fresh_max_age_s: float = 7 * 86400.0
+    fresh_max_impressions: int = 5
+    gate_tolerance: float = 0.02  # absolute Recall@50 a new bundle may lose against the current one
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+
+
+@dataclass(frozen=True)
+class JobReport:
+    published: bool
+    version: str
+    reason: str
+    metrics: dict[str, Any]
+
+
+def calibrate(dot: FloatArray, reward: FloatArray, steps: int = 300, lr: float = 0.5) -> tuple[float, float]:
+    """Logistic regression of ``reward`` (E,) on ``dot`` (E,): the prior's (scale, bias).
+
+    >>> rng = np.random.default_rng(0); x = rng.normal(size=5000)
+    >>> y = (rng.random(5000) < 1 / (1 + np.exp(-(3 * x - 1)))).astype(float)
+    >>> scale, bias = calibrate(x, y, steps=2000)
+    >>> round(scale), round(bias)
+    (3, -1)
+    """
+    scale, bias = 1.0, 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(scale * dot + bias)))
+        scale -= lr * float(np.mean((p - reward) * dot))
+        bias -= lr * float(np.mean(p - reward))
+    return scale, bias
+
+
+def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobConfig | None = None) -> JobReport:
+    cfg = config or JobConfig()
+    started = time.perf_counter()
+    data = load_interactions(interactions_path)
+    items = load_items(items_path)
+    item_index = {x: i for i, x in enumerate(items.item_ids.tolist())}
+    unknown = sorted(set(data.item_ids.tolist()) - set(item_index))
+    if unknown:
+        raise BundleError(f"{interactions_path}: {len(unknown)} item ids are not in {items_path} (e.g. {unknown[0]!r})")
+    users_all = sorted(set(data.user_ids.tolist()))
+    user_index = {u: i + 1 for i, u in enumerate(users_all)}
+    column = next(iter(items.features), None)
+    vocab: dict[str, int] = {}
+    feats = [
+        [vocab.setdefault(f"{column}={v}", len(vocab)) for v in vals] for vals in items.features.get(column or "", [])
+    ]
+    if not feats:
+        feats = [[] for _ in items.item_ids]
+    train, valid, split = split_by_time(data, cfg.valid_fraction)
+    pos = train.reward > 0
+    tu = np.array([user_index[u] for u in train.user_ids[pos]], dtype=np.int64)
+    ti = np.array([item_index[i] for i in train.item_ids[pos]], dtype=np.int64)
+    trained = np.bincount(ti, minlength=len(items.item_ids)) > 0
+
+    model = train_two_tower(tu, ti, len(users_all), feats, len(vocab), cfg.two_tower, trained)
+    ablation = train_two_tower(tu, ti, len(users_all), feats, len(vocab), _no_logq(cfg.two_tower), trained)
+
+    relevant: dict[int, set[int]] = {}
+    for u, i, r in zip(valid.user_ids, valid.item_ids, valid.reward, strict=True):
+        if r > 0:
+            relevant.setdefault(user_index[u], set()).add(item_index[i])
+    seen: dict[int, set[int]] = {}
+    for u, i in zip(train.user_ids, train.item_ids, strict=True):
+        seen.setdefault(user_index[u], set()).add(item_index[i])
+    eval_users = sorted(relevant)
+    rel = [relevant[u] for u in eval_users]
+    skip = [seen.get(u, set()) for u in eval_users]
+    fresh_items = set(np.flatnonzero(~trained).tolist())
+    rows = np.array(eval_users) - 1
+
+    def recall(
+        user_emb: np.ndarray, item_emb: np.ndarray, sets: list[set[int]], ks: tuple[int, ...]
+    ) -> dict[int, float]:
+        return recall_at_k(np.asarray(user_emb[rows] @ item_emb.T, dtype=np.float64), sets, skip, ks)
+
+    ks = (10, 50, 100)
+    ours = recall(model.user_emb, model.item_emb, rel, ks)
+    no_logq = recall(ablation.user_emb, ablation.item_emb, rel, (50,))
+    popularity = np.bincount(ti, minlength=len(items.item_ids)).astype(np.float64)
+    pop = recall_at_k(np.tile(popularity, (len(eval_users), 1)), rel, skip, ks)
+    fresh = recall(model.user_emb, model.item_emb, [r & fresh_items for r in rel], (50,))
+
+    all_u = np.array([user_index[u] for u in train.user_ids], dtype=np.int64) - 1
+    all_i = np.array([item_index[i] for i in train.item_ids], dtype=np.int64)
+    dot = np.einsum("ed,ed->e", model.user_emb[all_u], model.item_emb[all_i]).astype(np.float64)
+    scale, bias = calibrate(dot, train.reward.astype(np.float64))
+
+    n_clusters = max(1, min(cfg.clusters, len(users_all)))
+    centroids = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    impressions = np.bincount(all_i, minlength=len(items.item_ids)).astype(np.float64)
+    now = float(data.timestamp.max())
+    pool = fresh_pool(items.created_at, impressions, now, cfg.fresh_max_age_s, cfg.fresh_max_impressions)
+    metrics = {
+        "recall_at_10": ours[10],
+        "recall_at_50": ours[50],
+        "recall_at_100": ours[100],
+        "recall_at_50_popularity": pop[50],
+        "recall_at_50_no_logq": no_logq[50],
+        "fresh_recall_at_50": fresh[50],
+        "fresh_recall_at_50_random": 50 / len(items.item_ids),
+        "eval_users": len(eval_users),
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    version = f"v{int(time.time() * 1000)}"
+    reason = _gate(out, metrics, cfg.gate_tolerance)
+    if reason:
+        return JobReport(False, version, reason, metrics)
+    arrays = {
+        "item_ids": items.item_ids,
+        "item_emb": model.item_emb,
+        "item_bias": np.full(len(items.item_ids), bias, dtype=np.float32),
+        "item_created": np.nan_to_num(items.created_at, nan=float(data.timestamp.min())),
+        "user_ids": np.array(users_all),
+        "user_emb": model.user_emb,
+        "default_user": model.default_user,
+        "centroids": centroids.astype(np.float32),
+        "graph": candidate_graph(centroids, model.item_emb.astype(np.float64), cfg.graph_width).astype(np.int32),
+        "fresh": pool.astype(np.int32),
+    }
+    manifest = {
+        "dim": cfg.two_tower.dim,
+        "n_items": len(items.item_ids),
+        "n_users": len(users_all),
+        "n_clusters": n_clusters,
+        "k_nearest": min(cfg.k_nearest, n_clusters),
+        "temperature": cfg.membership_temperature,
+        "prior": {"kind": "two_tower", "scale": scale},
+        "default_prior": float(1 / (1 + np.exp(-bias))),
+        "data_window": [float(data.timestamp.min()), now],
+        "split_time": split,
+        "metrics": metrics,
+    }
+    publish(out, version, arrays, manifest)
+    return JobReport(True, version, "published", metrics)
+
+
+def _no_logq(c: TwoTowerConfig) -> TwoTowerConfig:
+    from dataclasses import replace
+
+    return replace(c, logq=False)
+
+
+def _gate(out: Path, metrics: dict[str, Any], tolerance: float) -> str:
+    """Empty when the new bundle may be published; else why not."""
+    current = current_version(out)
+    if current is None:
+        return ""
+    try:
+        previous = Bundle.load(out / current, verify=False).manifest.get("metrics", {})
+    except BundleError:
+        return ""  # an unreadable current bundle is no reason to keep serving it
+    old = previous.get("recall_at_50")
+    if isinstance(old, int | float) and metrics["recall_at_50"] < old - tolerance:
+        return (
+            f"not published: Recall@50 {metrics['recall_at_50']:.4f} is below the current bundle "
+            f"{current}'s {old:.4f} by more than {tolerance}"
+        )
+    return ""
+
+
+def report_json(report: JobReport) -> str:
+    return json.dumps(
+        {"published": report.published, "version": report.version, "reason": report.reason, **report.metrics}
+    )

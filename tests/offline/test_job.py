@@ -1,0 +1,106 @@
+"""The offline job end to end on a MovieLens subset: publish, gate, CLI errors, hot reload."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.cli import main as cli
+from app.main import create_app
+from offline.bundle import Bundle, current_version
+from offline.job import JobConfig, run_job
+from offline.two_tower import TwoTowerConfig
+from tests.app.conftest import settings_for
+
+FAST = JobConfig(clusters=8, two_tower=TwoTowerConfig(epochs=3, dim=16))
+
+
+@pytest.fixture(scope="module")
+def subset(movielens: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The first 120 users' ratings: small enough for a fast test, still real data."""
+    interactions, items = movielens
+    out = tmp_path_factory.mktemp("ml-subset") / "interactions.csv"
+    with interactions.open() as src, out.open("w", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        writer.writerows(row for row in reader if int(row[0]) <= 120)
+    return out, items
+
+
+def test_job_publishes_a_bundle_serving_can_load(subset: tuple[Path, Path], tmp_path: Path) -> None:
+    report = run_job(*subset, tmp_path, FAST)
+    assert report.published and current_version(tmp_path) == report.version
+    bundle = Bundle.load(tmp_path / report.version)  # checksums verified
+    m = bundle.manifest["metrics"]
+    assert m["recall_at_50"] > m["fresh_recall_at_50_random"]
+    assert m["recall_at_50"] >= m["recall_at_50_no_logq"]
+    assert bundle.arrays["graph"].shape == (8, 100)
+    assert bundle.manifest["prior"]["kind"] == "two_tower"
+
+
+def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) -> None:
+    first = run_job(*subset, tmp_path, FAST)
+    manifest_path = tmp_path / first.version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["metrics"]["recall_at_50"] = 0.99  # pretend the serving bundle is far better
+    manifest_path.write_text(json.dumps(manifest))
+    second = run_job(*subset, tmp_path, FAST)
+    assert not second.published and "below the current bundle" in second.reason
+    assert current_version(tmp_path) == first.version
+
+
+def test_cli_reports_bad_files_with_row_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "i.csv"
+    bad.write_text("user_id,item_id,timestamp\nu,a,1\nu,b,soon\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id\na\nb\n")
+    code = cli(["train", "--interactions", str(bad), "--items", str(items), "--out", str(tmp_path / "b")])
+    assert code == 2
+    assert "i.csv, row 3, column timestamp: not a timestamp: 'soon'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--every"):
+        cli(
+            [
+                "train",
+                "--interactions",
+                str(bad),
+                "--items",
+                str(items),
+                "--out",
+                str(tmp_path / "b"),
+                "--every",
+                "often",
+            ]
+        )
+
+
+def test_serving_hot_reloads_a_new_bundle_without_failing_requests(subset: tuple[Path, Path], tmp_path: Path) -> None:
+    first = run_job(*subset, tmp_path, FAST)
+    statuses: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+    with TestClient(create_app(settings_for(tmp_path))) as client:
+
+        def load() -> None:
+            while not stop.is_set():
+                r = client.post("/v1/recommend", json={"user_id": "7", "k": 5})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.add(r.json()["model_version"])
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        second = run_job(*subset, tmp_path, replace(FAST, gate_tolerance=1.0))
+        deadline = time.monotonic() + 15
+        while second.version not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        worker.join(timeout=10)
+    assert {first.version, second.version} <= versions
+    assert statuses and set(statuses) == {200}
