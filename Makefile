@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test lint typecheck unit services bench-bandits bench-serve bench-consume clean
+.PHONY: run test lint typecheck unit services bench-bandits bench-serve bench-consume bench-offline clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-serve: $(STAMP) services
 
 bench-consume: $(STAMP) services
 	$(PY) -m bench.consume
+
+bench-offline: $(STAMP)
+	$(PY) -m bench.offline
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

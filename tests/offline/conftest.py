@@ -1,31 +1,16 @@
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
+from bench.movielens import MOVIELENS, to_contract
 from tests.conftest import unavailable
-
-MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "movielens-latest-small"
 
 
 @pytest.fixture(scope="session")
 def movielens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The MovieLens sample in the contract's columns, written to a temp dir (never committed):
-    interactions ``user_id,item_id,timestamp,reward`` (reward 1 for a rating >= 4) and items
-    ``item_id,genres`` (genres ``|``-separated)."""
+    """The MovieLens sample in the contract's columns (bench/movielens.py), in a temp dir."""
     if not (MOVIELENS / "ratings.csv").exists():
         unavailable(f"MovieLens sample not found at {MOVIELENS}")
-    out = tmp_path_factory.mktemp("movielens")
-    with (MOVIELENS / "ratings.csv").open() as src, (out / "interactions.csv").open("w", newline="") as dst:
-        w = csv.writer(dst)
-        w.writerow(["user_id", "item_id", "timestamp", "reward"])
-        for row in csv.DictReader(src):
-            w.writerow([row["userId"], row["movieId"], row["timestamp"], 1.0 if float(row["rating"]) >= 4 else 0.0])
-    with (MOVIELENS / "movies.csv").open() as src, (out / "items.csv").open("w", newline="") as dst:
-        w = csv.writer(dst)
-        w.writerow(["item_id", "genres"])
-        for row in csv.DictReader(src):
-            w.writerow([row["movieId"], row["genres"]])
-    return out / "interactions.csv", out / "items.csv"
+    return to_contract(tmp_path_factory.mktemp("movielens"))
