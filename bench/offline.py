@@ -73,7 +73,8 @@ def main() -> int:
     )
     load = json.loads(probe.stdout.strip().splitlines()[-1])
     print(
-        f"serving loads a {load['items']:,}-item 64-dim bundle in {load['seconds']:.2f}s, peak RSS {load['rss_mb']:.0f} MB"
+        f"serving loads a {load['items']:,}-item 64-dim bundle in {load['seconds']:.2f}s, "
+        f"peak RSS {load['rss_mb']:.0f} MB"
     )
     print(json.dumps({
         "recall_at_50": round(m["recall_at_50"], 4),
