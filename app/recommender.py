@@ -21,7 +21,7 @@ from app.settings import Settings
 from app.surfaces import Surfaces
 from bandits import DiagStats, SparseContext, select_slots
 from bandits.checks import FloatArray, IntArray
-from offline.bundle import Bundle, BundleError, current_version, load_current
+from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.opstats import LATENCY_MS, Counters, bucket
@@ -119,7 +119,10 @@ def candidate_rows(bundle: Bundle, context: SparseContext) -> IntArray:
 
 
 def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
-    """``sigmoid(prior_scale · <u, v_j> + item_bias_j)`` for item rows (N,)."""
+    """The offline prior ``p_j(u)`` for item rows (N,): the distilled student when the bundle has
+    one, else ``sigmoid(prior_scale · <u, v_j> + item_bias_j)``."""
+    if bundle.manifest["prior"].get("kind") == "mlp":
+        return mlp_prior(u, np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64), bundle.arrays)
     scale = float(bundle.manifest["prior"].get("scale", 1.0))
     logit = scale * (bundle.arrays["item_emb"][rows] @ u) + bundle.arrays["item_bias"][rows]
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)

@@ -26,7 +26,9 @@ fresh               (F,) i4             fresh-item pool: item rows
 ==================  ==================  =========================================================
 
 The prior of DESIGN.md is ``p_j(u) = sigmoid(prior_scale · <u, v_j> + item_bias_j)`` for
-``"prior": {"kind": "two_tower"}``; the distilled students of issue #4 add ``"kind": "mlp"``.
+``"prior": {"kind": "two_tower"}``. For ``"prior": {"kind": "mlp", "arrays": [...]}`` it is a
+distilled student's main head, evaluated here in numpy (``mlp_prior``) from the optional
+arrays ``prior_w1`` (3·dim, h), ``prior_b1`` (h,), ``prior_w2`` (h,), ``prior_b2`` (1,).
 
 manifest.json: ``{"format": 1, "version", "created_at", "data_window": [start, end], "dim",
 "n_items", "n_users", "n_clusters", "k_nearest", "temperature", "prior": {...},
@@ -83,13 +85,14 @@ def publish(root: Path, version: str, arrays: dict[str, NDArray[Any]], manifest:
     missing = [name for name in ARRAYS if name not in arrays]
     if missing:
         raise BundleError(f"{version}: missing arrays {missing}")
+    extra = sorted(set(arrays) - set(ARRAYS))
     root.mkdir(parents=True, exist_ok=True)
     final = root / version
     if final.exists():
         raise BundleError(f"{final}: exists; bundles are immutable, pick a new version")
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     checksums = {}
-    for name in ARRAYS:
+    for name in [*ARRAYS, *extra]:
         path = staging / f"{name}.npy"
         np.save(path, arrays[name], allow_pickle=False)
         checksums[path.name] = _sha256(path)
@@ -165,6 +168,11 @@ class Bundle:
             # A plain ndarray view of the mapping: same pages, but indexing it skips np.memmap's
             # Python-level __array_finalize__, which cost ~5% of serving CPU.
             arrays[name] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
+        for name in manifest.get("prior", {}).get("arrays", []):
+            file = path / f"{name}.npy"
+            if not file.exists() or (verify and manifest["checksums"].get(file.name) != _sha256(file)):
+                raise BundleError(f"{file}: missing or checksum does not match manifest.json")
+            arrays[name] = np.asarray(np.load(file, allow_pickle=False))
         bundle = cls(path, manifest, arrays)
         bundle._check_shapes()
         return bundle
@@ -196,3 +204,23 @@ def load_current(root: Path, verify: bool = True) -> Bundle:
     if version is None:
         raise BundleError(f"{root}/current: no bundle published")
     return Bundle.load(root / version, verify=verify)
+
+
+def mlp_prior(u: NDArray[Any], v: NDArray[Any], arrays: dict[str, NDArray[Any]]) -> NDArray[np.float64]:
+    """A student's main head in numpy: ``sigmoid(relu([u⊙v, u, v] @ w1 + b1) @ w2 + b2)``.
+
+    ``u`` (dim,) the user, ``v`` (N, dim) the candidates; returns (N,).
+
+    >>> arrays = {"prior_w1": np.ones((3, 1)), "prior_b1": np.zeros(1), "prior_w2": np.ones(1), "prior_b2": np.zeros(1)}
+    >>> mlp_prior(np.array([1.0]), np.array([[0.0], [1.0]]), arrays).round(3).tolist()
+    [0.731, 0.953]
+    """
+    uu = np.broadcast_to(u, v.shape)
+    return mlp_head(np.concatenate([uu * v, uu, v], axis=1), arrays)
+
+
+def mlp_head(x: NDArray[Any], arrays: dict[str, NDArray[Any]]) -> NDArray[np.float64]:
+    """The student's main head on ready features ``x`` (N, 3·dim) → probabilities (N,)."""
+    h = np.maximum(x @ arrays["prior_w1"] + arrays["prior_b1"], 0.0)
+    logit = h @ arrays["prior_w2"] + arrays["prior_b2"][0]
+    return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)

@@ -2,8 +2,10 @@
 logQ, and the ablation without) → evaluation → clusters → candidate graph → fresh pool →
 calibrated prior → evaluation gate → an immutable bundle and the ``current`` pointer.
 
-Teacher labels and distilled students are not built yet; the bundle's prior is the two-tower
-score, calibrated on the logged rewards (``"prior": {"kind": "two_tower"}``).
+Then a teacher ranker, its labels written once, and distilled students of two sizes (auxiliary
+distillation head); the bundle's prior is the smallest student whose holdout AUC is within
+``student_auc_margin`` of the teacher's (``"prior": {"kind": "mlp"}``), else the calibrated
+two-tower score.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from typing import Any
 import numpy as np
 
 from bandits.checks import FloatArray
-from offline.bundle import Bundle, BundleError, current_version, publish
+from offline.bundle import Bundle, BundleError, current_version, mlp_head, publish
 from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
 from offline.data import load_interactions, load_items, split_by_time
+from offline.rankers import (
+    RankerConfig,
+    auc,
+    export_student,
+    log_loss,
+    predict_teacher,
+    ranker_features,
+    train_student,
+    train_teacher,
+    write_teacher_labels,
+)
 from offline.two_tower import TwoTowerConfig, recall_at_k, train_two_tower
 
 
@@ -33,7 +46,9 @@ class JobConfig:
     fresh_max_age_s: float = 7 * 86400.0
     fresh_max_impressions: int = 5
     gate_tolerance: float = 0.02  # absolute Recall@50 a new bundle may lose against the current one
+    student_auc_margin: float = 0.02
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    rankers: RankerConfig = field(default_factory=RankerConfig)
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,10 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
     dot = np.einsum("ed,ed->e", model.user_emb[all_u], model.item_emb[all_i]).astype(np.float64)
     scale, bias = calibrate(dot, train.reward.astype(np.float64))
 
+    prior_arrays, prior, ranker_metrics = _distil(model, train, valid, user_index, item_index, cfg, out)
+    if not prior_arrays:
+        prior = {"kind": "two_tower", "scale": scale}
+
     n_clusters = max(1, min(cfg.clusters, len(users_all)))
     centroids = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
@@ -133,6 +152,7 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
         "fresh_recall_at_50": fresh[50],
         "fresh_recall_at_50_random": 50 / len(items.item_ids),
         "eval_users": len(eval_users),
+        **ranker_metrics,
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     version = f"v{int(time.time() * 1000)}"
@@ -150,6 +170,7 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
         "centroids": centroids.astype(np.float32),
         "graph": candidate_graph(centroids, model.item_emb.astype(np.float64), cfg.graph_width).astype(np.int32),
         "fresh": pool.astype(np.int32),
+        **prior_arrays,
     }
     manifest = {
         "dim": cfg.two_tower.dim,
@@ -158,7 +179,7 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
         "n_clusters": n_clusters,
         "k_nearest": min(cfg.k_nearest, n_clusters),
         "temperature": cfg.membership_temperature,
-        "prior": {"kind": "two_tower", "scale": scale},
+        "prior": prior,
         "default_prior": float(1 / (1 + np.exp(-bias))),
         "data_window": [float(data.timestamp.min()), now],
         "split_time": split,
@@ -166,6 +187,55 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
     }
     publish(out, version, arrays, manifest)
     return JobReport(True, version, "published", metrics)
+
+
+def _distil(
+    model: Any,
+    train: Any,
+    valid: Any,
+    user_index: dict[str, int],
+    item_index: dict[str, int],
+    cfg: JobConfig,
+    out: Path,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Teacher → labels file (once) → students → holdout metrics → the student to serve, if any."""
+
+    def rows(split: Any) -> tuple[Any, Any]:
+        u = model.user_emb[np.array([user_index[x] for x in split.user_ids]) - 1]
+        v = model.item_emb[np.array([item_index[x] for x in split.item_ids])]
+        return ranker_features(u, v), split.reward.astype(np.float64)
+
+    x_train, y_train = rows(train)
+    if (y_train > 0).all():  # positives only: random items as negatives
+        rng = np.random.default_rng(cfg.rankers.seed)
+        neg_v = model.item_emb[rng.integers(0, len(model.item_emb), len(x_train))]
+        users = model.user_emb[np.array([user_index[x] for x in train.user_ids]) - 1]
+        x_train = np.concatenate([x_train, ranker_features(users, neg_v)])
+        y_train = np.concatenate([y_train, np.zeros(len(neg_v))])
+    x_valid, y_valid = rows(valid)
+    teacher = train_teacher(x_train, y_train, cfg.rankers)
+    work = out / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    labels = write_teacher_labels(teacher, x_train, work / f"teacher-labels-{time.time_ns()}.npy")
+    t_pred = predict_teacher(teacher, x_valid)
+    metrics: dict[str, Any] = {"teacher_auc": auc(t_pred, y_valid), "teacher_logloss": log_loss(t_pred, y_valid)}
+    students = []
+    for hidden in cfg.rankers.student_sizes:
+        student = train_student(x_train, y_train, labels, hidden, cfg.rankers)
+        arrays = export_student(student)
+        p = mlp_head(x_valid, arrays)
+        students.append((hidden, arrays, auc(p, y_valid), log_loss(p, y_valid), float(np.corrcoef(p, t_pred)[0, 1])))
+    labels.unlink()  # every student has read it; the bundle carries what serving needs
+    metrics["student_sizes"] = [s[0] for s in students]
+    metrics["student_auc"] = [s[2] for s in students]
+    metrics["student_logloss"] = [s[3] for s in students]
+    metrics["student_teacher_agreement"] = [s[4] for s in students]
+    good = [s for s in students if s[2] >= metrics["teacher_auc"] - cfg.student_auc_margin]
+    if not good:
+        return {}, {}, metrics
+    hidden, arrays, *_ = min(good, key=lambda s: s[0])
+    metrics["served_student"] = hidden
+    return arrays, {"kind": "mlp", "arrays": sorted(arrays), "hidden": hidden}, metrics
 
 
 def _no_logq(c: TwoTowerConfig) -> TwoTowerConfig:

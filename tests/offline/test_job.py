@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,10 +17,11 @@ from app.cli import main as cli
 from app.main import create_app
 from offline.bundle import Bundle, current_version
 from offline.job import JobConfig, run_job
+from offline.rankers import RankerConfig
 from offline.two_tower import TwoTowerConfig
 from tests.app.conftest import settings_for
 
-FAST = JobConfig(clusters=8, two_tower=TwoTowerConfig(epochs=3, dim=16))
+FAST = JobConfig(clusters=8, two_tower=TwoTowerConfig(epochs=3, dim=16), rankers=RankerConfig(epochs=2))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,21 @@ def test_job_publishes_a_bundle_serving_can_load(subset: tuple[Path, Path], tmp_
     assert m["recall_at_50"] > m["fresh_recall_at_50_random"]
     assert m["recall_at_50"] >= m["recall_at_50_no_logq"]
     assert bundle.arrays["graph"].shape == (8, 100)
-    assert bundle.manifest["prior"]["kind"] == "two_tower"
+    # Teacher and two students, evaluated on the holdout; one student is served when it is
+    # within the margin of the teacher, else the calibrated two-tower score.
+    assert 0.5 < m["teacher_auc"] <= 1.0 and len(m["student_auc"]) == 2
+    assert all(-1.0 <= a <= 1.0 for a in m["student_teacher_agreement"])
+    if bundle.manifest["prior"]["kind"] == "mlp":
+        assert m["served_student"] in m["student_sizes"]
+        assert {"prior_w1", "prior_b1", "prior_w2", "prior_b2"} <= set(bundle.arrays)
+    else:
+        assert bundle.manifest["prior"]["kind"] == "two_tower"
+    from app.recommender import priors, sparse_context
+
+    u, _ = sparse_context(bundle, "7")
+    p = priors(bundle, u, np.arange(20))
+    assert p.shape == (20,) and ((p > 0) & (p < 1)).all()
+    assert not list((tmp_path / ".work").glob("teacher-labels-*"))  # read by every student, then removed
 
 
 def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) -> None:
