@@ -47,6 +47,7 @@ class JobConfig:
     fresh_max_impressions: int = 5
     gate_tolerance: float = 0.02  # absolute Recall@50 a new bundle may lose against the current one
     student_auc_margin: float = 0.02
+    calibration_fraction: float = 0.1  # of the training window, for the students' Platt scaling
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     rankers: RankerConfig = field(default_factory=RankerConfig)
 
@@ -205,11 +206,15 @@ def _distil(
         v = model.item_emb[np.array([item_index[x] for x in split.item_ids])]
         return ranker_features(u, v), split.reward.astype(np.float64)
 
-    x_train, y_train = rows(train)
+    # The last part of the training window calibrates the students (Platt scaling); the holdout
+    # stays untouched for evaluation.
+    fit_part, cal_part, _ = split_by_time(train, cfg.calibration_fraction)
+    x_train, y_train = rows(fit_part)
+    x_cal, y_cal = rows(cal_part)
     if (y_train > 0).all():  # positives only: random items as negatives
         rng = np.random.default_rng(cfg.rankers.seed)
         neg_v = model.item_emb[rng.integers(0, len(model.item_emb), len(x_train))]
-        users = model.user_emb[np.array([user_index[x] for x in train.user_ids]) - 1]
+        users = model.user_emb[np.array([user_index[x] for x in fit_part.user_ids]) - 1]
         x_train = np.concatenate([x_train, ranker_features(users, neg_v)])
         y_train = np.concatenate([y_train, np.zeros(len(neg_v))])
     x_valid, y_valid = rows(valid)
@@ -222,7 +227,7 @@ def _distil(
     students = []
     for hidden in cfg.rankers.student_sizes:
         student = train_student(x_train, y_train, labels, hidden, cfg.rankers)
-        arrays = export_student(student)
+        arrays = _platt(export_student(student), x_cal, y_cal)
         p = mlp_head(x_valid, arrays)
         students.append((hidden, arrays, auc(p, y_valid), log_loss(p, y_valid), float(np.corrcoef(p, t_pred)[0, 1])))
     labels.unlink()  # every student has read it; the bundle carries what serving needs
@@ -236,6 +241,19 @@ def _distil(
     hidden, arrays, *_ = min(good, key=lambda s: s[0])
     metrics["served_student"] = hidden
     return arrays, {"kind": "mlp", "arrays": sorted(arrays), "hidden": hidden}, metrics
+
+
+def _platt(arrays: dict[str, Any], x_cal: Any, y_cal: Any) -> dict[str, Any]:
+    """Fit ``sigmoid(a · logit + c)`` on the calibration rows and fold a, c into the last layer."""
+    if len(y_cal) == 0 or y_cal.min() == y_cal.max():
+        return arrays
+    p = np.clip(mlp_head(x_cal, arrays), 1e-7, 1 - 1e-7)
+    a, c = calibrate(np.log(p / (1 - p)), y_cal.astype(np.float64), steps=500)
+    return {
+        **arrays,
+        "prior_w2": (arrays["prior_w2"] * a).astype(np.float32),
+        "prior_b2": (arrays["prior_b2"] * a + c).astype(np.float32),
+    }
 
 
 def _no_logq(c: TwoTowerConfig) -> TwoTowerConfig:
