@@ -207,11 +207,9 @@ class Recommender:
             for p, e in zip(slate.positions.tolist(), slate.explored.tolist(), strict=True)
         ]
         now = time.time()
-        created = bundle.arrays["item_created"]
-        ages = {
-            s.item_id: now - float(created[bundle.item_index[s.item_id]]) if s.item_id in bundle.item_index else 0.0
-            for s in served
-        }
+        rows = known[slate.positions]
+        created = np.where(rows >= 0, bundle.arrays["item_created"][np.maximum(rows, 0)], now)
+        ages = {s.item_id: now - float(t) for s, t in zip(served, created.tolist(), strict=True)}
         ctx = RequestContext(
             request_id=request_id,
             surface=surface,

@@ -141,7 +141,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(svc: ServicesDep) -> JSONResponse:
     store_ok = await run_in_threadpool(svc.store.ping)
+    bus_ok = await run_in_threadpool(svc.bus.ping)
     degraded = [] if store_ok else ["statistics store unreachable: serving priors only"]
+    if not bus_ok:
+        degraded.append("event broker unreachable: feedback answers 503")
     body = {
         "ready": svc.bundles.loaded,
         "bundle": svc.bundles.current.version if svc.bundles.loaded else None,

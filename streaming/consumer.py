@@ -48,7 +48,6 @@ class PartitionWork:
     deltas: dict[str, list[ItemDelta]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
-    event_ts: list[float] = field(default_factory=list)
     # Operator counters (streaming/opstats.py): (surface, field) → n, and per-surface event
     # times and fresh-item impressions of what was newly credited.
     ops: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -110,7 +109,6 @@ def build_deltas(
         rows.append((key, ctx, 1.0 if impression else 0.0, reward - (prior if impression else 0.0)))
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
-        work.event_ts.append(ev.ts)
         work.surface_ts.append((ctx.surface, ev.ts))
         arm = "explored" if ctx.items[ev.item_id][1] else "exploited"
         if impression:
@@ -251,17 +249,16 @@ class FeedbackConsumer:
         start = time.perf_counter()
         parsed: dict[int, list[tuple[int, FeedbackEvent]]] = defaultdict(list)
         dead: list[DeadLetter] = []
+        batch_counts: Counter[str] = Counter()
         for rec in records:
             try:
                 parsed[rec.partition].append((rec.offset, FeedbackEvent.decode(rec.value)))
             except EventError as exc:
                 dead.append(DeadLetter(rec.key or b"", rec.value, f"malformed: {exc}"))
-                self.stats.counts["dead_malformed"] += 1
+                batch_counts["dead_malformed"] += 1
         request_ids = sorted({ev.request_id for evs in parsed.values() for _, ev in evs})
         ops: list[PartitionWork] = []
-        self._batch_counts = Counter({"dead_malformed": sum(1 for d in dead if d.reason.startswith("malformed"))})
         contexts = self._store.get_contexts(request_ids)
-        applied_ts: list[float] = []
         for partition, events in parsed.items():
             events.sort(key=lambda pair: pair[0])
             todo = events
@@ -272,11 +269,11 @@ class FeedbackConsumer:
                     results = self._store.apply(version, partition, deltas, self._window)
                     conflicted |= {d.item for d, r in zip(deltas, results, strict=True) if r == Applied.CONFLICT}
                 if todo is events:
+                    # Counted from the first pass only: a retry recomputes conflicted items, it
+                    # does not add events.
                     dead.extend(work.dead)
-                    self.stats.counts.update(work.counts)
-                    self._batch_counts.update(work.counts)
+                    batch_counts.update(work.counts)
                     ops.append(work)
-                applied_ts.extend(work.event_ts)
                 if not conflicted:
                     break
                 # Another member applied part of these items' range: recompute them from fresh state.
@@ -287,7 +284,10 @@ class FeedbackConsumer:
         if dead:
             self._producer.send_and_wait([Message(self._dlq_topic, d.key, _dead_value(d)) for d in dead], 5.0)
         self.stats.last_apply_s = time.perf_counter() - start
+        self.stats.counts.update(batch_counts)
+        self._batch_counts = batch_counts
         self._count(ops)
+        applied_ts = [ts for work in ops for _, ts in work.surface_ts]
         if self._on_applied is not None and applied_ts:
             self._on_applied(applied_ts)
 

@@ -114,6 +114,9 @@ def test_unreachable_broker_answers_503_and_recommendations_keep_working(bundle_
         assert int(r.headers["Retry-After"]) > 0
         assert "retry" in r.json()["detail"]
         assert ask(client)["degraded"] is False
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert any("broker" in reason for reason in ready.json()["degraded"])
 
 
 def test_unreachable_redis_serves_priors_degraded(bundle_dir: Path, broker: Broker) -> None:
