@@ -65,7 +65,8 @@ def main() -> int:
     m = report.metrics
     print(f"job: {job_seconds:.1f}s, published={report.published} ({report.reason}), bundle {bundle_mb:.1f} MB")
     for key in ("recall_at_10", "recall_at_50", "recall_at_100", "recall_at_50_popularity", "recall_at_50_no_logq",
-                "fresh_recall_at_50", "fresh_recall_at_50_random", "teacher_auc", "teacher_logloss"):  # fmt: skip
+                "fresh_recall_at_50", "fresh_recall_at_50_random", "teacher_auc", "teacher_logloss",
+                "constant_logloss"):  # fmt: skip
         print(f"  {key:<28} {m[key]:.4f}")
     for size, a, ll, agree in zip(m["student_sizes"], m["student_auc"], m["student_logloss"],
                                   m["student_teacher_agreement"], strict=True):  # fmt: skip
@@ -88,6 +89,9 @@ def main() -> int:
         "teacher_auc": round(m["teacher_auc"], 4),
         "student_auc": [round(a, 4) for a in m["student_auc"]],
         "student_sizes": m["student_sizes"],
+        "teacher_logloss": round(m["teacher_logloss"], 4),
+        "student_logloss": [round(x, 4) for x in m["student_logloss"]],
+        "constant_logloss": round(m["constant_logloss"], 4),
         "student_teacher_agreement": [round(a, 3) for a in m["student_teacher_agreement"]],
         "served_prior": m.get("served_student", "two_tower"),
         "train_seconds": round(job_seconds, 1),
