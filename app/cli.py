@@ -1,4 +1,5 @@
-"""The ``onlinematch`` command line: ``demo``, ``serve``, ``consume``, ``simulate``.
+"""The ``onlinematch`` command line: ``demo``, ``serve``, ``consume``, ``train``, ``export-logs``,
+``simulate``.
 
 Settings come from the environment (``app/settings.py``); flags override a few for convenience.
 """
@@ -6,6 +7,7 @@ Settings come from the environment (``app/settings.py``); flags override a few f
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -17,6 +19,7 @@ import numpy as np
 import structlog
 
 from app.settings import Settings
+from streaming.bus import Bus
 
 log = structlog.get_logger(__name__)
 
@@ -103,16 +106,58 @@ def _interval(text: str) -> float:
     return value * unit
 
 
-def train(interactions: Path, items: Path, out: Path, every: str | None) -> int:
+def _log_bus(command: str, settings: Settings) -> Bus:
+    if not settings.kafka_bootstrap_servers:
+        raise SystemExit(f"onlinematch {command}: KAFKA_BOOTSTRAP_SERVERS must be set to read the service's topics")
+    from streaming.kafka_bus import KafkaBus
+
+    return KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_timeout_s)
+
+
+def export_logs(settings: Settings, out: Path, bus: Bus | None = None) -> int:
+    """The decisions and feedback topics, joined into an interactions file (offline/logs.py)."""
+    from offline.logs import export_logs as export
+    from streaming.bus import BusUnavailable
+
+    try:
+        source = bus or _log_bus("export-logs", settings)
+        joined = export(source, settings.decisions_topic, settings.feedback_topic, out)
+    except (BusUnavailable, ValueError) as exc:
+        print(f"onlinematch export-logs: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(out), **joined.summary()}), flush=True)
+    return 0
+
+
+def train(
+    interactions: Sequence[Path],
+    items: Path,
+    out: Path,
+    every: str | None,
+    from_topics: Settings | None = None,
+    bus: Bus | None = None,
+) -> int:
+    """Train once, or every period; with ``from_topics``, each run first exports the service's
+    topics and trains on them too, so what was served and clicked feeds the next model."""
     from offline.bundle import BundleError
     from offline.data import DataError
     from offline.job import report_json, run_job
+    from offline.logs import export_logs as export
+    from streaming.bus import BusUnavailable
 
     period = _interval(every) if every else None
+    if from_topics is not None and bus is None:
+        bus = _log_bus("train --from-topics", from_topics)
     while True:
         try:
-            report = run_job(interactions, items, out)
-        except (DataError, BundleError) as exc:
+            paths = list(interactions)
+            if from_topics is not None and bus is not None:
+                logs = out / ".work" / f"logs-{time.time_ns()}.csv"
+                joined = export(bus, from_topics.decisions_topic, from_topics.feedback_topic, logs)
+                log.info("exported_logs", path=str(logs), **joined.summary())
+                paths.append(logs)
+            report = run_job(paths, items, out)  # the manifest records each input and its rows
+        except (DataError, BundleError, BusUnavailable, ValueError) as exc:
             print(f"onlinematch train: {exc}", file=sys.stderr)
             if period is None:
                 return 2
@@ -120,6 +165,9 @@ def train(interactions: Path, items: Path, out: Path, every: str | None) -> int:
             print(report_json(report), flush=True)
             if period is None:
                 return 0 if report.published else 1
+        finally:
+            for stale in (out / ".work").glob("logs-*.csv"):  # one export per run, not an archive
+                stale.unlink(missing_ok=True)
         time.sleep(period)
 
 
@@ -154,13 +202,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("consume", help="a feedback consumer (needs REDIS_URL and KAFKA_BOOTSTRAP_SERVERS)")
     p_train = sub.add_parser("train", help="the offline job: train, evaluate, gate and publish a bundle")
     p_train.add_argument(
-        "--interactions", required=True, type=Path, help="user_id,item_id,timestamp[,reward] (CSV or Parquet)"
+        "--interactions",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="user_id,item_id,timestamp[,reward] files (CSV or Parquet), trained on together",
+    )
+    p_train.add_argument(
+        "--from-topics",
+        action="store_true",
+        help="also train on the service's decisions + feedback topics (KAFKA_BOOTSTRAP_SERVERS)",
     )
     p_train.add_argument(
         "--items", required=True, type=Path, help="item_id[,created_at][,features...] (CSV or Parquet)"
     )
     p_train.add_argument("--out", required=True, type=Path, help="bundle root (versions + `current`)")
     p_train.add_argument("--every", help="repeat, e.g. 6h or 30m (default: once)")
+    p_export = sub.add_parser(
+        "export-logs", help="join the decisions + feedback topics into an interactions file for `train`"
+    )
+    p_export.add_argument("--out", required=True, type=Path, help="CSV to write (user_id,item_id,timestamp,reward)")
     p_sim = sub.add_parser("simulate", help="policies side by side on the synthetic world, offline")
     p_sim.add_argument("--rounds", type=int, default=5000)
     p_sim.add_argument("--seed", type=int, default=0)
@@ -180,7 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "consume":
         return consume(_settings())
     if args.command == "train":
-        return train(args.interactions, args.items, args.out, args.every)
+        if not args.interactions and not args.from_topics:
+            parser.error("train: give --interactions FILE... and/or --from-topics")
+        return train(args.interactions, args.items, args.out, args.every, _settings() if args.from_topics else None)
+    if args.command == "export-logs":
+        return export_logs(_settings(), args.out)
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
     if args.command == "serve":
         return serve(settings)

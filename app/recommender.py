@@ -219,6 +219,7 @@ class Recommender:
             items={s.item_id: (s.prior, s.explored) for s in served},
             ts=now,
             ages=ages,
+            user_id=user_id,
         )
         try:
             self._store.put_context(ctx, self._s.attribution_window_s)

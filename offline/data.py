@@ -71,6 +71,16 @@ class Interactions:
     def take(self, mask: NDArray[np.bool_]) -> Interactions:
         return Interactions(self.user_ids[mask], self.item_ids[mask], self.timestamp[mask], self.reward[mask])
 
+    @staticmethod
+    def concat(parts: list[Interactions]) -> Interactions:
+        """Several files as one (e.g. a catalogue history and an export of the service's logs)."""
+        return Interactions(
+            np.concatenate([p.user_ids for p in parts]),
+            np.concatenate([p.item_ids for p in parts]),
+            np.concatenate([p.timestamp for p in parts]),
+            np.concatenate([p.reward for p in parts]),
+        )
+
 
 @dataclass(frozen=True)
 class Items:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from bandits.checks import FloatArray
 from offline.bundle import Bundle, BundleError, current_version, mlp_head, publish
 from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
-from offline.data import load_interactions, load_items, split_by_time
+from offline.data import Interactions, load_interactions, load_items, split_by_time
 from offline.rankers import (
     RankerConfig,
     auc,
@@ -82,15 +83,22 @@ def calibrate(dot: FloatArray, reward: FloatArray, steps: int = 300, lr: float =
     return scale, bias
 
 
-def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobConfig | None = None) -> JobReport:
+def run_job(
+    interactions_path: Path | Sequence[Path], items_path: Path, out: Path, config: JobConfig | None = None
+) -> JobReport:
+    """Train on one or more interaction files (``offline/logs.py`` writes one from the service's
+    own topics), evaluate, gate and publish."""
     cfg = config or JobConfig()
     started = time.perf_counter()
-    data = load_interactions(interactions_path)
+    paths = [interactions_path] if isinstance(interactions_path, Path) else list(interactions_path)
+    parts = [load_interactions(p) for p in paths]
+    data = Interactions.concat(parts)
     items = load_items(items_path)
     item_index = {x: i for i, x in enumerate(items.item_ids.tolist())}
     unknown = sorted(set(data.item_ids.tolist()) - set(item_index))
     if unknown:
-        raise BundleError(f"{interactions_path}: {len(unknown)} item ids are not in {items_path} (e.g. {unknown[0]!r})")
+        names = ", ".join(str(p) for p in paths)
+        raise BundleError(f"{names}: {len(unknown)} item ids are not in {items_path} (e.g. {unknown[0]!r})")
     users_all = sorted(set(data.user_ids.tolist()))
     user_index = {u: i + 1 for i, u in enumerate(users_all)}
     column = next(iter(items.features), None)
@@ -191,6 +199,7 @@ def run_job(interactions_path: Path, items_path: Path, out: Path, config: JobCon
         "prior": prior,
         "default_prior": float(1 / (1 + np.exp(-bias))),
         "data_window": [float(data.timestamp.min()), now],
+        "inputs": [{"file": str(p), "rows": len(part)} for p, part in zip(paths, parts, strict=True)],
         "split_time": split,
         "metrics": metrics,
     }

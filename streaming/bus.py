@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +78,37 @@ class Bus(Protocol):
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
 
     def ping(self) -> bool: ...
+
+
+def read_to_end(bus: Bus, topic: str, *, batch: int = 5000, join_timeout_s: float = 30.0) -> Iterator[Record]:
+    """Every record of ``topic``, from the beginning to its end as the read started.
+
+    Reads with a fresh consumer group that commits nothing, so it neither disturbs the feedback
+    consumers nor depends on them. Records appended after the start are not returned, so a
+    live topic cannot keep the read going forever. Raises ``BusUnavailable`` if no partition is
+    assigned within ``join_timeout_s``.
+    """
+    started_ms = time.time() * 1000
+    consumer = bus.consumer(f"onlinematch-read-{uuid.uuid4().hex}", [topic])
+    try:
+        deadline = time.monotonic() + join_timeout_s
+        past_start: set[int] = set()  # partitions that already showed a record newer than the start
+        while True:
+            records = consumer.poll(batch, 0.5)
+            for record in records:
+                if record.timestamp_ms > started_ms:
+                    past_start.add(record.partition)
+                elif record.partition not in past_start:
+                    yield record
+            assigned = {p for _, p in consumer.assignment()}
+            if not assigned:
+                if time.monotonic() > deadline:
+                    raise BusUnavailable(f"{topic}: no partition assigned within {join_timeout_s:.0f}s")
+                continue
+            if assigned <= past_start or (not records and sum(consumer.lag().values()) == 0):
+                return
+    finally:
+        consumer.close()
 
 
 def partition_for(key: bytes, n_partitions: int) -> int:

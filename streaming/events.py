@@ -102,6 +102,8 @@ class RequestContext:
     ts: float
     # Age in seconds of each served item at serving time (operator stats: age buckets, fresh items).
     ages: dict[str, float] = field(default_factory=dict)
+    # Who was served: the offline job trains the next model on the decision log (offline/logs.py).
+    user_id: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -114,6 +116,7 @@ class RequestContext:
                 "items": {k: [p, e] for k, (p, e) in self.items.items()},
                 "ts": self.ts,
                 "ages": self.ages,
+                "user_id": self.user_id,
             }
         )
 
@@ -129,4 +132,5 @@ class RequestContext:
             items={k: (float(v[0]), bool(v[1])) for k, v in raw["items"].items()},
             ts=float(raw["ts"]),
             ages={k: float(v) for k, v in raw.get("ages", {}).items()},
+            user_id=str(raw.get("user_id", "")),
         )

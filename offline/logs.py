@@ -1,0 +1,134 @@
+"""The service's own logs as training data, so that what was served and clicked feeds the next
+model (DESIGN flow 4: "files, or the decision + feedback topics").
+
+The ``decisions`` topic carries one ``RequestContext`` per recommendation (who, when, which
+items); the ``feedback`` topic carries the events on served items (``streaming/events.py``). The
+join gives the contract's interactions file, one row per (request, item) that was **shown**:
+
+================  ===========================================================================
+column            value
+================  ===========================================================================
+user_id           the decision's ``user_id``
+item_id           the served item
+timestamp         the decision's time (epoch seconds): the temporal split is by serving time
+reward            1 if the item was clicked or got a reward event with value > 0, else 0
+================  ===========================================================================
+
+Shown means an impression, click or reward event arrived for the item (a click implies its
+impression, as in the consumer). Served items without any event are not rows: the client may
+never have displayed them. Surfaces that count served items as impressions get them anyway,
+because the service then emits those impression events itself. These rows are real negatives,
+so the teacher learns from logged impressions instead of sampled ones.
+
+Events whose request is not in the decision log (expired before the export window, or never
+served) and decisions without a ``user_id`` (logged before it was recorded) are counted and
+skipped. The join holds one window of the decision log in memory: export a bounded window.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streaming.bus import Bus, read_to_end
+from streaming.events import EventError, FeedbackEvent, RequestContext
+
+HEADER = ("user_id", "item_id", "timestamp", "reward")
+
+
+@dataclass(frozen=True)
+class LogJoin:
+    """The joined rows and what was skipped, and why."""
+
+    rows: list[tuple[str, str, float, float]]
+    decisions: int
+    events: int
+    unknown_request: int  # events whose decision is not in the log (or not for that item)
+    anonymous: int  # decisions without a user_id
+    malformed: int  # records that did not decode
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "rows": len(self.rows),
+            "decisions": self.decisions,
+            "events": self.events,
+            "unknown_request": self.unknown_request,
+            "anonymous": self.anonymous,
+            "malformed": self.malformed,
+        }
+
+
+def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
+    """Join decision records and feedback events (raw topic values) into interaction rows.
+
+    >>> shown = {"a": (0.1, False), "b": (0.2, True)}  # item -> (prior, explored)
+    >>> ctx = RequestContext("r1", "default", "v1", [0], [1.0], shown, 10.0, user_id="u")
+    >>> ev = FeedbackEvent("e1", "r1", "b", "click", 1.0, 11.0)
+    >>> join_logs([ctx.encode()], [ev.encode()]).rows
+    [('u', 'b', 10.0, 1.0)]
+    """
+    served: dict[str, RequestContext] = {}
+    malformed = anonymous = 0
+    n_decisions = 0
+    for value in decisions:
+        n_decisions += 1
+        try:
+            decision = RequestContext.decode(value)
+        except (ValueError, KeyError, TypeError):
+            malformed += 1
+            continue
+        if not decision.user_id:
+            anonymous += 1
+            continue
+        served[decision.request_id] = decision
+    shown: dict[tuple[str, str], float] = {}
+    unknown = n_events = 0
+    for value in feedback:
+        n_events += 1
+        try:
+            event = FeedbackEvent.decode(value)
+        except EventError:
+            malformed += 1
+            continue
+        ctx = served.get(event.request_id)
+        if ctx is None or event.item_id not in ctx.items:
+            unknown += 1
+            continue
+        positive = event.type == "click" or (event.type == "reward" and event.value > 0)
+        key = (event.request_id, event.item_id)
+        shown[key] = max(shown.get(key, 0.0), 1.0 if positive else 0.0)
+    rows = sorted(
+        ((served[r].user_id, item, served[r].ts, reward) for (r, item), reward in shown.items()),
+        key=lambda row: (row[2], row[0], row[1]),
+    )
+    return LogJoin(rows, n_decisions, n_events, unknown, anonymous, malformed)
+
+
+def write_interactions(rows: Iterable[tuple[str, str, float, float]], path: Path) -> Path:
+    """Write rows in the contract's columns, atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(HEADER)
+            writer.writerows((u, i, repr(t), repr(r)) for u, i, t, r in rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_logs(bus: Bus, decisions_topic: str, feedback_topic: str, out: Path) -> LogJoin:
+    """Read both topics from the beginning to their current end, join, and write ``out``."""
+    decisions = [r.value for r in read_to_end(bus, decisions_topic)]
+    joined = join_logs(decisions, (r.value for r in read_to_end(bus, feedback_topic)))
+    if not joined.rows:
+        raise ValueError(f"{decisions_topic} + {feedback_topic}: no shown items to train on ({joined.summary()})")
+    write_interactions(joined.rows, out)
+    return joined

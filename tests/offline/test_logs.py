@@ -1,0 +1,147 @@
+"""Training from the service's own logs: the join, reading a topic to its end, and the loop from
+served and clicked items (real Redis and broker) to the next model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main as cli
+from app.demo import build_world_bundle
+from bandits.world import World
+from bench.services import Broker
+from offline.bundle import Bundle, current_version
+from offline.data import load_interactions
+from offline.logs import join_logs
+from streaming.bus import MemoryBus, Message, read_to_end
+from streaming.events import FeedbackEvent, RequestContext
+from tests.app.conftest import SMALL
+from tests.app.test_real_services import real_settings, running
+
+
+def decision(request_id: str, user: str, items: list[str], ts: float = 100.0) -> bytes:
+    return RequestContext(
+        request_id, "default", "v1", [0], [1.0], dict.fromkeys(items, (0.1, False)), ts, user_id=user
+    ).encode()
+
+
+def event(n: int, request_id: str, item: str, kind: str, value: float = 0.0) -> bytes:
+    return FeedbackEvent(f"e{n}", request_id, item, kind, value, 101.0).encode()  # type: ignore[arg-type]  # literal checked by parse
+
+
+def test_join_gives_one_row_per_shown_item_with_its_reward() -> None:
+    decisions = [
+        decision("r1", "alice", ["a", "b", "c", "d"], ts=100.0),
+        decision("r2", "bob", ["a", "b"], ts=50.0),
+        RequestContext("r3", "default", "v1", [0], [1.0], {"a": (0.1, False)}, 1.0).encode(),  # no user_id
+        b"not json",
+    ]
+    feedback = [
+        event(1, "r1", "a", "impression"),
+        event(2, "r1", "a", "click", 1.0),  # clicked: reward 1, one row
+        event(3, "r1", "a", "click", 1.0),
+        event(4, "r1", "b", "impression"),  # shown, not clicked: a real negative
+        event(5, "r1", "c", "reward", 2.5),  # positive reward
+        # "d" was served but no event arrived: maybe never displayed, so no row
+        event(6, "r2", "a", "reward", 0.0),  # a zero reward is a negative
+        event(7, "r2", "z", "click", 1.0),  # not served in r2
+        event(8, "gone", "a", "click", 1.0),  # request not in the log
+        event(9, "r3", "a", "click", 1.0),  # anonymous decision
+        b"{}",
+    ]
+    joined = join_logs(decisions, feedback)
+    assert joined.rows == [
+        ("bob", "a", 50.0, 0.0),
+        ("alice", "a", 100.0, 1.0),
+        ("alice", "b", 100.0, 0.0),
+        ("alice", "c", 100.0, 1.0),
+    ]
+    assert joined.summary() == {
+        "rows": 4,
+        "decisions": 4,
+        "events": 10,
+        "unknown_request": 3,
+        "anonymous": 1,
+        "malformed": 2,
+    }
+
+
+def test_read_to_end_returns_every_record_then_stops() -> None:
+    bus = MemoryBus(default_partitions=3)
+    producer = bus.producer()
+    producer.send_and_wait([Message("t", f"k{n}".encode(), str(n).encode()) for n in range(50)], 1.0)
+    got = sorted(int(r.value) for r in read_to_end(bus, "t"))
+    assert got == list(range(50))
+    assert list(read_to_end(bus, "empty")) == []
+
+
+def test_the_next_model_learns_what_was_served_and_clicked(redis_url: str, broker: Broker, tmp_path: Path) -> None:
+    """Serve users through the real stack, let two groups click two different item groups, export
+    the topics, train on the export alone: the new embeddings put each group nearer its items."""
+    np.seterr(over="ignore")
+    world = World(SMALL)
+    bundles = tmp_path / "bundles"
+    build_world_bundle(bundles, world, "v-world")
+    settings = real_settings(bundles, redis_url, broker.bootstrap)
+    liked = {0: [f"item-{j}" for j in range(5)], 1: [f"item-{j}" for j in range(5, 10)]}
+    candidates = [f"item-{j}" for j in range(20)]
+    users = {f"user-{u}": u % 2 for u in range(20)}
+    impressions = 0
+    with running(settings, with_consumer=False) as client:
+        for round_ in range(8):
+            for user, group in users.items():
+                r = client.post("/v1/recommend", json={"user_id": user, "k": 10, "candidates": candidates})
+                assert r.status_code == 200, r.text
+                data = r.json()
+                events = []
+                for slot in data["items"]:
+                    item = slot["item_id"]
+                    kind = "click" if item in liked[group] else "impression"
+                    events.append(
+                        {"event_id": f"{data['request_id']}-{item}", "request_id": data["request_id"],
+                         "item_id": item, "type": kind}
+                    )  # fmt: skip
+                impressions += len(events)
+                posted = client.post("/v1/feedback", json={"events": events})
+                assert posted.status_code == 202 and posted.json()["accepted"] == len(events), (round_, posted.text)
+
+    # `onlinematch export-logs` and `onlinematch train --from-topics`, against the real broker,
+    # as an operator would run them.
+    logs, out = tmp_path / "logs.csv", tmp_path / "next"
+    items = tmp_path / "items.csv"
+    with items.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["item_id"], *([f"item-{j}"] for j in range(SMALL.n_items))])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+        mp.setenv("DECISIONS_TOPIC", settings.decisions_topic)
+        mp.setenv("FEEDBACK_TOPIC", settings.feedback_topic)
+        assert cli(["export-logs", "--out", str(logs)]) == 0
+        assert cli(["train", "--from-topics", "--items", str(items), "--out", str(out)]) == 0
+    data = load_interactions(logs)
+    assert len(data) == impressions  # every shown item, once, none lost or invented
+    assert set(data.user_ids.tolist()) == set(users)
+    clicked = data.reward > 0
+    assert all(item in liked[users[u]] for u, item in zip(data.user_ids[clicked], data.item_ids[clicked], strict=True))
+
+    version = current_version(out)
+    assert version is not None
+    bundle = Bundle.load(out / version)
+    assert [i["rows"] for i in bundle.manifest["inputs"]] == [impressions]  # trained on the export
+    assert not list((out / ".work").glob("logs-*.csv"))  # one export per run, not an archive
+    user_row = {u: n for n, u in enumerate(bundle.arrays["user_ids"].tolist())}
+    item_row = {i: n for n, i in enumerate(bundle.arrays["item_ids"].tolist())}
+    for group in (0, 1):
+        members = bundle.arrays["user_emb"][[user_row[u] for u, g in users.items() if g == group]]
+        own = bundle.arrays["item_emb"][[item_row[i] for i in liked[group]]]
+        other = bundle.arrays["item_emb"][[item_row[i] for i in liked[1 - group]]]
+        assert float((members @ own.T).mean()) > float((members @ other.T).mean()) + 0.1, group
+
+
+def test_export_logs_without_a_broker_names_the_setting(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+        with pytest.raises(SystemExit, match="KAFKA_BOOTSTRAP_SERVERS"):
+            cli(["export-logs", "--out", str(tmp_path / "x.csv")])
