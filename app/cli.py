@@ -136,6 +136,7 @@ def train(
     every: str | None,
     from_topics: Settings | None = None,
     bus: Bus | None = None,
+    users: Path | None = None,
 ) -> int:
     """Train once, or every period; with ``from_topics``, each run first exports the service's
     topics and trains on them too, so what was served and clicked feeds the next model."""
@@ -156,7 +157,7 @@ def train(
                 joined = export(bus, from_topics.decisions_topic, from_topics.feedback_topic, logs)
                 log.info("exported_logs", path=str(logs), **joined.summary())
                 paths.append(logs)
-            report = run_job(paths, items, out)  # the manifest records each input and its rows
+            report = run_job(paths, items, out, users_path=users)  # the manifest records each input and its rows
         except (DataError, BundleError, BusUnavailable, ValueError) as exc:
             print(f"onlinematch train: {exc}", file=sys.stderr)
             if period is None:
@@ -216,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train.add_argument(
         "--items", required=True, type=Path, help="item_id[,created_at][,features...] (CSV or Parquet)"
     )
+    p_train.add_argument(
+        "--users", type=Path, help="user_id[,features...] (CSV or Parquet): the user tower embeds cold users"
+    )
     p_train.add_argument("--out", required=True, type=Path, help="bundle root (versions + `current`)")
     p_train.add_argument("--every", help="repeat, e.g. 6h or 30m (default: once)")
     p_export = sub.add_parser(
@@ -243,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         if not args.interactions and not args.from_topics:
             parser.error("train: give --interactions FILE... and/or --from-topics")
-        return train(args.interactions, args.items, args.out, args.every, _settings() if args.from_topics else None)
+        settings = _settings() if args.from_topics else None
+        return train(args.interactions, args.items, args.out, args.every, settings, users=args.users)
     if args.command == "export-logs":
         return export_logs(_settings(), args.out)
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)

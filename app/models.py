@@ -36,7 +36,8 @@ class RecommendRequest(BaseModel):
     surface: SurfaceName = "default"
     k: int = Field(10, ge=1, le=100)
     candidates: list[Id] | None = Field(None, min_length=1, max_length=10_000)
-    # Accepted and logged; scored by the user tower once the bundle has one (issue #4).
+    # A user the bundle does not know is embedded by its user tower from these (``column=value``
+    # tokens, ``|`` separating multiple values, as in the offline job's users file).
     user_features: dict[Id, FeatureValue] = Field(default_factory=dict, max_length=64)
     exclude: list[Id] = Field(default_factory=list, max_length=10_000)
 

@@ -21,7 +21,7 @@ from app.settings import Settings
 from app.surfaces import Surfaces
 from bandits import DiagStats, SparseContext, select_slots
 from bandits.checks import FloatArray, IntArray
-from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior
+from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior, user_from_features
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.opstats import LATENCY_MS, Counters, bucket
@@ -98,11 +98,22 @@ class FeedbackResult:
     rejected: list[dict[str, str | int]]
 
 
-def sparse_context(bundle: Bundle, user_id: str) -> tuple[FloatArray, SparseContext]:
-    """The user's embedding (dim,) and her K nearest clusters with softmax weights (K,)."""
+def sparse_context(
+    bundle: Bundle, user_id: str, features: dict[str, str | float] | None = None
+) -> tuple[FloatArray, SparseContext]:
+    """The user's embedding (dim,) and her K nearest clusters with softmax weights (K,).
+
+    The embedding is the stored one for a known user, else the user tower on her features, else
+    the cold-user default (DESIGN flow 1).
+    """
     row = bundle.user_index.get(user_id)
-    u = bundle.arrays["default_user"] if row is None else bundle.arrays["user_emb"][row]
-    u = np.asarray(u, dtype=np.float64)
+    cold = user_from_features(bundle, features) if row is None and features else None
+    if row is not None:
+        u = np.asarray(bundle.arrays["user_emb"][row], dtype=np.float64)
+    elif cold is not None:
+        u = cold
+    else:
+        u = np.asarray(bundle.arrays["default_user"], dtype=np.float64)
     sims = bundle.arrays["centroids"] @ u
     k = min(int(bundle.manifest["k_nearest"]), len(sims))
     top = np.argpartition(-sims, k - 1)[:k]
@@ -162,12 +173,13 @@ class Recommender:
         k: int,
         candidates: Sequence[str] | None,
         exclude: Sequence[str],
+        user_features: dict[str, str | float] | None = None,
     ) -> Recommendation:
         started = time.perf_counter()
         bundle = self._bundles.current
         config = self._surfaces.get(surface)
         reasons: list[str] = []
-        u, context = sparse_context(bundle, user_id)
+        u, context = sparse_context(bundle, user_id, user_features)
 
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))

@@ -55,7 +55,13 @@ OperatorDep = Annotated[str, Depends(operator)]
 @router.post("/v1/recommend", response_model=RecommendResponse)
 async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendResponse:
     rec = await run_in_threadpool(
-        svc.recommender.recommend, body.user_id, body.surface, body.k, body.candidates, body.exclude
+        svc.recommender.recommend,
+        body.user_id,
+        body.surface,
+        body.k,
+        body.candidates,
+        body.exclude,
+        body.user_features,
     )
     return RecommendResponse(
         request_id=rec.request_id,

@@ -34,6 +34,16 @@ manifest.json: ``{"format": 1, "version", "created_at", "data_window": [start, e
 "n_items", "n_users", "n_clusters", "k_nearest", "temperature", "prior": {...},
 "default_prior", "metrics": {...}, "checksums": {"<file>": "sha256:<hex>"}}``.
 
+The user tower for cold users with features (``"user_tower": {"arrays": [...]}``, optional):
+``user_feature_vocab`` (F,) <U tokens ``column=value`` (``feature_tokens``),
+``user_feature_emb`` (F, dim) f4, ``user_out_w`` (dim, dim) f4, ``user_out_b`` (dim,) f4; a user
+not in ``user_ids`` is ``normalise(mean(user_feature_emb[tokens]) @ user_out_w + user_out_b)``
+(``user_from_features``), or ``default_user`` when none of her tokens is known.
+
+``"warm_start": {"arrays": [...], "user_ids": ..., ...}`` lists the offline job's own arrays
+(``tower_*``: the torch parameters as plain arrays, and the feature vocabularies) that the next
+run starts from. Serving never loads them.
+
 A bundle directory is never modified after ``publish``; ``current`` is written to a temporary
 file and renamed over the old pointer, so a reader sees the old or the new version, never half.
 """
@@ -147,6 +157,18 @@ class Bundle:
     def user_index(self) -> dict[str, int]:
         return {str(user): i for i, user in enumerate(self.arrays["user_ids"].tolist())}
 
+    @cached_property
+    def user_feature_index(self) -> dict[str, int]:
+        vocab = self.arrays.get("user_feature_vocab")
+        return {} if vocab is None else {str(t): i for i, t in enumerate(vocab.tolist())}
+
+    def extra(self, name: str) -> NDArray[Any]:
+        """An array serving does not load (e.g. the offline job's warm-start state), checksummed."""
+        file = self.path / f"{name}.npy"
+        if not file.exists() or self.manifest["checksums"].get(file.name) != _sha256(file):
+            raise BundleError(f"{file}: missing or checksum does not match manifest.json")
+        return np.asarray(np.load(file, allow_pickle=False))
+
     @classmethod
     def load(cls, path: Path, verify: bool = True) -> Bundle:
         manifest_path = path / "manifest.json"
@@ -168,7 +190,7 @@ class Bundle:
             # A plain ndarray view of the mapping: same pages, but indexing it skips np.memmap's
             # Python-level __array_finalize__, which cost ~5% of serving CPU.
             arrays[name] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
-        for name in manifest.get("prior", {}).get("arrays", []):
+        for name in [*manifest.get("prior", {}).get("arrays", []), *manifest.get("user_tower", {}).get("arrays", [])]:
             file = path / f"{name}.npy"
             if not file.exists() or (verify and manifest["checksums"].get(file.name) != _sha256(file)):
                 raise BundleError(f"{file}: missing or checksum does not match manifest.json")
@@ -224,3 +246,33 @@ def mlp_head(x: NDArray[Any], arrays: dict[str, NDArray[Any]]) -> NDArray[np.flo
     h = np.maximum(x @ arrays["prior_w1"] + arrays["prior_b1"], 0.0)
     logit = h @ arrays["prior_w2"] + arrays["prior_b2"][0]
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
+
+
+def feature_tokens(column: str, value: str | float) -> list[str]:
+    """Vocabulary tokens of one categorical feature: ``column=value``, one per ``|``-separated
+    value; a whole number is written without a fraction, as it reads in a CSV file.
+
+    >>> feature_tokens("genres", "Comedy|Drama"), feature_tokens("age", 25.0)
+    (['genres=Comedy', 'genres=Drama'], ['age=25'])
+    """
+    if isinstance(value, int | float):
+        number = float(value)
+        return [f"{column}={int(number) if number.is_integer() else number!r}"]
+    return [f"{column}={v.strip()}" for v in value.split("|") if v.strip()]
+
+
+def user_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDArray[np.float64] | None:
+    """A cold user's embedding (dim,) from the bundle's user tower, or None if the bundle has no
+    tower or knows none of the features' tokens.
+
+    ``normalise(mean(user_feature_emb[tokens]) @ user_out_w + user_out_b)``: the user tower of
+    ``offline/two_tower.py`` with the id part dropped, as id dropout trained it to work.
+    """
+    index = bundle.user_feature_index
+    rows = [index[t] for column, value in features.items() for t in feature_tokens(column, value) if t in index]
+    if not rows:
+        return None
+    a = bundle.arrays
+    x = np.asarray(a["user_feature_emb"][rows], dtype=np.float64).mean(axis=0)
+    out = x @ a["user_out_w"] + a["user_out_b"]
+    return np.asarray(out / max(float(np.linalg.norm(out)), 1e-12), dtype=np.float64)

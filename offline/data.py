@@ -1,9 +1,9 @@
 """Loading the offline job's input files, with errors that name the file, row and column.
 
 Contract (DESIGN.md): interactions ``user_id,item_id,timestamp[,reward]``; items
-``item_id[,created_at][,feature columns...]`` where a ``|``-separated string is a multi-valued
-categorical feature. Timestamps are epoch seconds or ISO 8601. Row numbers count the header as
-row 1, as a spreadsheet shows them.
+``item_id[,created_at][,feature columns...]``; users ``user_id[,feature columns...]``, where a
+``|``-separated string is a multi-valued categorical feature. Timestamps are epoch seconds or
+ISO 8601. Row numbers count the header as row 1, as a spreadsheet shows them.
 """
 
 from __future__ import annotations
@@ -80,6 +80,14 @@ class Interactions:
             np.concatenate([p.timestamp for p in parts]),
             np.concatenate([p.reward for p in parts]),
         )
+
+
+@dataclass(frozen=True)
+class Users:
+    """Optional user features (``user_id[,feature columns...]``), multi-valued allowed."""
+
+    user_ids: NDArray[np.str_]
+    features: dict[str, list[list[str]]] = field(default_factory=dict)  # column -> per-user values
 
 
 @dataclass(frozen=True)
@@ -163,11 +171,24 @@ def load_interactions(path: Path) -> Interactions:
 
 
 def load_items(path: Path) -> Items:
+    ids, created, features = _entities(path, "item_id", "items", ("created_at",))
+    return Items(ids, created, features)
+
+
+def load_users(path: Path) -> Users:
+    ids, _, features = _entities(path, "user_id", "users", ())
+    return Users(ids, features)
+
+
+def _entities(
+    path: Path, id_column: str, what: str, time_columns: tuple[str, ...]
+) -> tuple[NDArray[np.str_], NDArray[np.float64], dict[str, list[list[str]]]]:
+    """An items or users file: unique ids, an optional creation time, categorical features."""
     header, rows = _rows(path)
-    index = _require(path, header, ("item_id",))
+    index = _require(path, header, (id_column,))
     if not rows:
-        raise DataError(path, "no items (header only)", row=2)
-    feature_columns = [h for h in header if h not in ("item_id", "created_at")]
+        raise DataError(path, f"no {what} (header only)", row=2)
+    feature_columns = [h for h in header if h != id_column and h not in time_columns]
     ids: list[str] = []
     seen: dict[str, int] = {}
     created: list[float] = []
@@ -175,22 +196,39 @@ def load_items(path: Path) -> Items:
     for n, raw in enumerate(rows, start=2):
         if len(raw) != len(header):
             raise DataError(path, f"expected {len(header)} fields, found {len(raw)}", row=n)
-        item = _check_id(path, n, "item_id", raw[index["item_id"]])
-        if item in seen:
-            raise DataError(path, f"duplicate item id {item!r} (first at row {seen[item]})", n, "item_id")
-        seen[item] = n
-        ids.append(item)
-        if "created_at" in index and raw[index["created_at"]].strip():
-            try:
-                created.append(parse_time(raw[index["created_at"]]))
-            except ValueError:
-                raise DataError(path, f"not a timestamp: {raw[index['created_at']]!r}", n, "created_at") from None
-        else:
-            created.append(math.nan)
+        entity = _check_id(path, n, id_column, raw[index[id_column]])
+        if entity in seen:
+            kind = id_column.removesuffix("_id")
+            raise DataError(path, f"duplicate {kind} id {entity!r} (first at row {seen[entity]})", n, id_column)
+        seen[entity] = n
+        ids.append(entity)
+        for column in time_columns:
+            if column in index and raw[index[column]].strip():
+                try:
+                    created.append(parse_time(raw[index[column]]))
+                except ValueError:
+                    raise DataError(path, f"not a timestamp: {raw[index[column]]!r}", n, column) from None
+            else:
+                created.append(math.nan)
         for column in feature_columns:
             cell = raw[index[column]].strip()
             features[column].append([v.strip() for v in cell.split("|") if v.strip()] if cell else [])
-    return Items(np.array(ids), np.array(created), features)
+    return np.array(ids), np.array(created if time_columns else [math.nan] * len(ids)), features
+
+
+def feature_bags(features: dict[str, list[list[str]]], n: int) -> tuple[list[list[int]], list[str]]:
+    """Every feature column as ``column=value`` tokens (``offline.bundle.feature_tokens``):
+    per-entity token ids (n lists) and the vocabulary, in first-seen order.
+
+    >>> feature_bags({"genres": [["Comedy", "Drama"], ["Drama"]], "decade": [["1990"], []]}, 2)
+    ([[0, 1, 2], [1]], ['genres=Comedy', 'genres=Drama', 'decade=1990'])
+    """
+    vocab: dict[str, int] = {}
+    bags: list[list[int]] = [[] for _ in range(n)]
+    for column, values in features.items():
+        for bag, cell in zip(bags, values, strict=True):
+            bag.extend(vocab.setdefault(f"{column}={v}", len(vocab)) for v in cell)
+    return bags, list(vocab)
 
 
 def split_by_time(data: Interactions, valid_fraction: float) -> tuple[Interactions, Interactions, float]:

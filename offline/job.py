@@ -22,7 +22,7 @@ import numpy as np
 from bandits.checks import FloatArray
 from offline.bundle import Bundle, BundleError, current_version, mlp_head, publish
 from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
-from offline.data import Interactions, load_interactions, load_items, split_by_time
+from offline.data import Interactions, Users, feature_bags, load_interactions, load_items, load_users, split_by_time
 from offline.rankers import (
     RankerConfig,
     auc,
@@ -34,7 +34,7 @@ from offline.rankers import (
     train_teacher,
     write_teacher_labels,
 )
-from offline.two_tower import TwoTowerConfig, recall_at_k, train_two_tower
+from offline.two_tower import TwoTowerConfig, TwoTowerResult, WarmStart, recall_at_k, train_two_tower
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class JobConfig:
     fresh_max_impressions: int = 5
     gate_tolerance: float = 0.02  # absolute Recall@50 a new bundle may lose against the current one
     student_auc_margin: float = 0.02
+    warm_start: bool = True  # start the two-tower from the serving bundle's parameters when it can
     # Platt scaling of the students needs rows the two-tower did not train on: ranker features
     # are two-tower embeddings, which fit their own training pairs far better than any future
     # pair (calibrated on the training window, the students scored log-loss 0.88-0.99 on the
@@ -84,10 +85,14 @@ def calibrate(dot: FloatArray, reward: FloatArray, steps: int = 300, lr: float =
 
 
 def run_job(
-    interactions_path: Path | Sequence[Path], items_path: Path, out: Path, config: JobConfig | None = None
+    interactions_path: Path | Sequence[Path],
+    items_path: Path,
+    out: Path,
+    config: JobConfig | None = None,
+    users_path: Path | None = None,
 ) -> JobReport:
     """Train on one or more interaction files (``offline/logs.py`` writes one from the service's
-    own topics), evaluate, gate and publish."""
+    own topics) and optional user features, evaluate, gate and publish."""
     cfg = config or JobConfig()
     started = time.perf_counter()
     paths = [interactions_path] if isinstance(interactions_path, Path) else list(interactions_path)
@@ -99,23 +104,27 @@ def run_job(
     if unknown:
         names = ", ".join(str(p) for p in paths)
         raise BundleError(f"{names}: {len(unknown)} item ids are not in {items_path} (e.g. {unknown[0]!r})")
-    users_all = sorted(set(data.user_ids.tolist()))
+    users = load_users(users_path) if users_path is not None else Users(np.array([], dtype=str))
+    users_all = sorted(set(data.user_ids.tolist()) | set(users.user_ids.tolist()))
     user_index = {u: i + 1 for i, u in enumerate(users_all)}
-    column = next(iter(items.features), None)
-    vocab: dict[str, int] = {}
-    feats = [
-        [vocab.setdefault(f"{column}={v}", len(vocab)) for v in vals] for vals in items.features.get(column or "", [])
-    ]
-    if not feats:
-        feats = [[] for _ in items.item_ids]
+    feats, item_vocab = feature_bags(items.features, len(items.item_ids))
+    listed, user_vocab = feature_bags(users.features, len(users.user_ids))
+    user_feats: list[list[int]] = [[] for _ in range(len(users_all) + 1)]  # row 0: the unknown user
+    for user, bag in zip(users.user_ids.tolist(), listed, strict=True):
+        user_feats[user_index[user]] = bag
     train, valid, split = split_by_time(data, cfg.valid_fraction)
     pos = train.reward > 0
     tu = np.array([user_index[u] for u in train.user_ids[pos]], dtype=np.int64)
     ti = np.array([item_index[i] for i in train.item_ids[pos]], dtype=np.int64)
     trained = np.bincount(ti, minlength=len(items.item_ids)) > 0
+    trained_users = np.bincount(tu - 1, minlength=len(users_all)) > 0
 
-    model = train_two_tower(tu, ti, len(users_all), feats, len(vocab), cfg.two_tower, trained)
-    ablation = train_two_tower(tu, ti, len(users_all), feats, len(vocab), _no_logq(cfg.two_tower), trained)
+    warm, warm_note = _warm_start(out, cfg, split) if cfg.warm_start else (None, "disabled")
+    keys = (items.item_ids.tolist(), users_all, item_vocab, user_vocab)
+    tower_args = (tu, ti, len(users_all), feats, len(item_vocab), cfg.two_tower, trained, user_feats, len(user_vocab))
+    model = train_two_tower(*tower_args, warm=(warm, keys) if warm else None, trained_users=trained_users)
+    # The ablation starts cold: it measures what logQ does, not what the previous bundle knew.
+    ablation = train_two_tower(*tower_args[:5], _no_logq(cfg.two_tower), *tower_args[6:], trained_users=trained_users)
 
     relevant: dict[int, set[int]] = {}
     for u, i, r in zip(valid.user_ids, valid.item_ids, valid.reward, strict=True):
@@ -169,6 +178,9 @@ def run_job(
         "fresh_recall_at_50": fresh[50],
         "fresh_recall_at_50_random": 50 / len(items.item_ids),
         "eval_users": len(eval_users),
+        "warm_start": warm_note,
+        "warm_rows": model.warm_rows,
+        "two_tower_epoch_losses": [round(x, 4) for x in model.epoch_losses],
         **ranker_metrics,
         "train_seconds": round(time.perf_counter() - started, 2),
     }
@@ -188,7 +200,9 @@ def run_job(
         "graph": candidate_graph(centroids, model.item_emb.astype(np.float64), cfg.graph_width).astype(np.int32),
         "fresh": pool.astype(np.int32),
         **prior_arrays,
+        **_tower_arrays(model, item_vocab, user_vocab),
     }
+    user_tower = ["user_feature_vocab", "user_feature_emb", "user_out_w", "user_out_b"] if user_vocab else []
     manifest = {
         "dim": cfg.two_tower.dim,
         "n_items": len(items.item_ids),
@@ -202,9 +216,56 @@ def run_job(
         "inputs": [{"file": str(p), "rows": len(part)} for p, part in zip(paths, parts, strict=True)],
         "split_time": split,
         "metrics": metrics,
+        "user_tower": {"arrays": user_tower},
+        "warm_start": {"arrays": sorted(a for a in arrays if a.startswith("tower_")), "dim": cfg.two_tower.dim},
     }
+    if user_vocab:
+        arrays |= {
+            "user_feature_vocab": np.array(user_vocab),
+            "user_feature_emb": model.state["user.features"],
+            "user_out_w": model.state["user.out.w"],
+            "user_out_b": model.state["user.out.b"],
+        }
     publish(out, version, arrays, manifest)
     return JobReport(True, version, "published", metrics)
+
+
+def _tower_arrays(model: TwoTowerResult, item_vocab: list[str], user_vocab: list[str]) -> dict[str, Any]:
+    """The two-tower's parameters and vocabularies, for the next run's warm start."""
+    return {
+        **{"tower_" + name.replace(".", "_"): array for name, array in model.state.items()},
+        "tower_item_vocab": np.array(item_vocab, dtype=str),
+        "tower_user_vocab": np.array(user_vocab, dtype=str),
+    }
+
+
+def _warm_start(out: Path, cfg: JobConfig, split: float) -> tuple[WarmStart | None, str]:
+    """The serving bundle's parameters, when they can start this run; else None and why not."""
+    version = current_version(out)
+    if version is None:
+        return None, "cold: no current bundle"
+    try:
+        bundle = Bundle.load(out / version)
+        spec = bundle.manifest.get("warm_start", {})
+        if not spec.get("arrays"):
+            return None, f"cold: {version} carries no training state"
+        if spec.get("dim") != cfg.two_tower.dim:
+            return None, f"cold: {version} has dim {spec.get('dim')}, this run {cfg.two_tower.dim}"
+        if float(bundle.manifest.get("split_time", np.inf)) > split:
+            # It trained on rows this run holds out: its knowledge would leak into the evaluation.
+            return None, f"cold: {version} trained past this run's holdout split"
+        a = {name: bundle.extra(name) for name in spec["arrays"]}
+    except BundleError as exc:
+        return None, f"cold: {exc}"
+    state = {
+        f"{side}.{part}": a[f"tower_{side}_{part.replace('.', '_')}"]
+        for side in ("item", "user")
+        for part in ("ids", "features", "out.w", "out.b")
+    }
+    users = [str(u) for u in bundle.arrays["user_ids"].tolist()]
+    items = [str(i) for i in bundle.arrays["item_ids"].tolist()]
+    vocabs = [str(t) for t in a["tower_item_vocab"].tolist()], [str(t) for t in a["tower_user_vocab"].tolist()]
+    return WarmStart(version, state, items, users, *vocabs), f"warm: from {version}"
 
 
 def _distil(

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from offline.two_tower import TwoTowerConfig, recall_at_k, train_two_tower
+from offline.bundle import Bundle, user_from_features
+from offline.two_tower import (
+    ItemTower,
+    TwoTowerConfig,
+    TwoTowerResult,
+    UserTower,
+    WarmStart,
+    recall_at_k,
+    train_two_tower,
+    warm_init,
+)
 
 N_USERS, N_ITEMS, GROUPS = 120, 60, 4
 
@@ -66,3 +78,69 @@ def test_logq_correction_demotes_the_popular_item() -> None:
 
     # Without the correction the popular item is over-penalised as an in-batch negative.
     assert rank_of_popular(with_q) < rank_of_popular(without)
+
+
+def test_a_cold_user_is_placed_by_her_features() -> None:
+    users, items, feats = planted(3)
+    user_feats: list[list[int]] = [[]] + [[u % GROUPS] for u in range(1, N_USERS + 1)]  # row 0: the unknown user
+    result = train_two_tower(
+        users, items, N_USERS, feats, GROUPS, TwoTowerConfig(epochs=20, dim=16, batch_size=64),
+        user_features=user_feats, n_user_features=GROUPS,
+    )  # fmt: skip
+    arrays = {
+        "user_feature_vocab": np.array([f"group={g}" for g in range(GROUPS)]),
+        "user_feature_emb": result.state["user.features"],
+        "user_out_w": result.state["user.out.w"],
+        "user_out_b": result.state["user.out.b"],
+    }
+    bundle = Bundle(Path("in-memory"), {}, arrays)
+    for g in range(GROUPS):
+        u = user_from_features(bundle, {"group": float(g)})  # a number reads as its CSV text
+        assert u is not None and abs(float(np.linalg.norm(u)) - 1.0) < 1e-6
+        scores = result.item_emb @ u
+        own = scores[[j for j in range(N_ITEMS) if j % GROUPS == g]].mean()
+        other = scores[[j for j in range(N_ITEMS) if j % GROUPS != g]].mean()
+        assert own > other + 0.2, g
+    assert user_from_features(bundle, {"group": "unknown"}) is None  # the caller falls back to the default
+
+
+def _warm(result: TwoTowerResult, item_keys: list[str], user_keys: list[str]) -> WarmStart:
+    return WarmStart("v-prev", result.state, item_keys, user_keys, [f"g{g}" for g in range(GROUPS)], [])
+
+
+def test_warm_start_copies_rows_by_key_not_by_position() -> None:
+    users, items, feats = planted(4)
+    first = train_two_tower(users, items, N_USERS, feats, GROUPS, TwoTowerConfig(epochs=2, dim=16, batch_size=64))
+    old_items = [f"i{j}" for j in range(N_ITEMS)]
+    old_users = [f"u{u}" for u in range(1, N_USERS + 1)]
+    # The next catalogue lists the items in reverse and adds one; the users lose the first.
+    new_items = ["brand-new", *reversed(old_items)]
+    new_users = old_users[1:]
+    user_tower, item_tower = UserTower(len(new_users), 0, 16), ItemTower(len(new_items), GROUPS, 16)
+    copied = warm_init(
+        user_tower, item_tower, _warm(first, old_items, old_users),
+        (new_items, new_users, [f"g{g}" for g in reversed(range(GROUPS))], []),
+    )  # fmt: skip
+    assert copied == {"item.ids": N_ITEMS, "user.ids": N_USERS - 1, "item.features": GROUPS, "user.features": 0}
+    ids = item_tower.ids.weight.detach().numpy()
+    np.testing.assert_array_equal(ids[1:], first.state["item.ids"][::-1])
+    np.testing.assert_array_equal(user_tower.ids.weight.detach().numpy()[1:], first.state["user.ids"][2:])
+    np.testing.assert_array_equal(item_tower.features.weight.detach().numpy()[1:], first.state["item.features"][::-1])
+    np.testing.assert_array_equal(item_tower.out.weight.detach().numpy().T, first.state["item.out.w"])
+
+
+def test_a_warm_start_begins_where_the_previous_model_ended() -> None:
+    users, items, feats = planted(5)
+    cfg = TwoTowerConfig(epochs=20, dim=16, batch_size=64)
+    previous = train_two_tower(users, items, N_USERS, feats, GROUPS, cfg)
+    keys = ([f"i{j}" for j in range(N_ITEMS)], [f"u{u}" for u in range(1, N_USERS + 1)])
+    one = TwoTowerConfig(epochs=1, dim=16, batch_size=64)
+    cold = train_two_tower(users, items, N_USERS, feats, GROUPS, one)
+    warm = train_two_tower(
+        users, items, N_USERS, feats, GROUPS, one,
+        warm=(_warm(previous, *keys), (*keys, [f"g{g}" for g in range(GROUPS)], [])),
+    )  # fmt: skip
+    assert warm.warm_rows["item.ids"] == N_ITEMS and cold.warm_rows == {}
+    # One epoch from the previous parameters is already near where 20 epochs ended.
+    assert warm.epoch_losses[0] < cold.epoch_losses[0] - 0.5
+    assert warm.epoch_losses[0] < previous.epoch_losses[-1] + 0.3

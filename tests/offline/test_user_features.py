@@ -1,0 +1,85 @@
+"""Users file → user tower in the bundle → a cold user served from her request features."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.cli import main as cli
+from app.main import create_app
+from offline.bundle import Bundle, current_version
+from tests.app.conftest import settings_for
+
+N_ITEMS, N_USERS = 40, 80
+
+
+def kind(item: int) -> str:
+    return "x" if item % 2 == 0 else "y"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Team a likes kind x and passes on kind y; team b the other way round."""
+    root = tmp_path_factory.mktemp("teams")
+    rng = np.random.default_rng(0)
+    interactions, items, users = root / "interactions.csv", root / "items.csv", root / "users.csv"
+    with items.open("w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["item_id", "created_at", "kind"], *([f"m{j}", "0", kind(j)] for j in range(N_ITEMS))]
+        )
+    with users.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["user_id", "team"], *([f"p{u}", "ab"[u % 2]] for u in range(N_USERS))])
+    rows = []
+    for u in range(N_USERS):
+        liked = "xy"[u % 2]
+        for j in rng.choice(N_ITEMS, 24, replace=False):
+            rows.append([f"p{u}", f"m{j}", float(rng.uniform(0, 1e6)), 1.0 if kind(int(j)) == liked else 0.0])
+    with interactions.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["user_id", "item_id", "timestamp", "reward"], *rows])
+    return interactions, items, users
+
+
+def test_a_cold_user_is_served_from_her_features(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    interactions, items, users = files
+    out = tmp_path / "bundles"
+    args = ["train", "--interactions", str(interactions), "--items", str(items), "--users", str(users)]
+    assert cli([*args, "--out", str(out)]) == 0
+    version = current_version(out)
+    assert version is not None
+    bundle = Bundle.load(out / version)
+    assert set(bundle.manifest["user_tower"]["arrays"]) <= set(bundle.arrays)
+    assert sorted(bundle.arrays["user_feature_vocab"].tolist()) == ["team=a", "team=b"]
+
+    candidates = [f"m{j}" for j in range(N_ITEMS)]
+    with TestClient(create_app(settings_for(out))) as client:
+
+        def prior_gap(features: dict[str, str]) -> float:
+            """Mean prior of kind-x items minus kind-y items, for a user the bundle never saw."""
+            body = {"user_id": "newcomer", "k": N_ITEMS, "candidates": candidates, "user_features": features}
+            r = client.post("/v1/recommend", json=body)
+            assert r.status_code == 200, r.text
+            prior = {i["item_id"]: i["prior"] for i in r.json()["items"]}
+            return float(
+                np.mean([prior[f"m{j}"] for j in range(0, N_ITEMS, 2)])
+                - np.mean([prior[f"m{j}"] for j in range(1, N_ITEMS, 2)])
+            )
+
+        assert prior_gap({"team": "a"}) > 0.1
+        assert prior_gap({"team": "b"}) < -0.1
+        assert abs(prior_gap({})) < abs(prior_gap({"team": "a"}))  # the default user leans neither way
+        assert abs(prior_gap({"team": "nobody"})) < abs(prior_gap({"team": "a"}))
+
+
+def test_bad_users_file_names_row_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    interactions, items, users = tmp_path / "i.csv", tmp_path / "it.csv", tmp_path / "u.csv"
+    interactions.write_text("user_id,item_id,timestamp\np1,m1,1\n")
+    items.write_text("item_id\nm1\n")
+    users.write_text("user_id,team\np1,a\np1,b\n")
+    code = cli(["train", "--interactions", str(interactions), "--items", str(items), "--users", str(users),
+                "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert f"{users}, row 3, column user_id: duplicate user id 'p1' (first at row 2)" in capsys.readouterr().err
