@@ -28,11 +28,12 @@ from app.surfaces import Surfaces
 from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
 from streaming.consumer import FeedbackConsumer
 from streaming.opstats import Counters
-from streaming.stores import MemoryStore, Store
+from streaming.stores import MemoryStore, Store, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 PROBLEM = "application/problem+json"
+HEARTBEAT_S = 10.0  # how often a replica reports its serving version (streaming.stores.retirable)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Services:
         self.bundles.reload_if_changed()
         self._spawn("bundle-poller", self._poll_bundles)
         self._spawn("counter-flusher", self._flush_counters)
+        self._spawn("version-heartbeat", self._heartbeat)
         if isinstance(self.bus, MemoryBus):
             # The embedded bus exists only in this process, so its consumer runs here too.
             self.consumer = consumer_for(self)
@@ -111,6 +113,16 @@ class Services:
     def _poll_bundles(self, stop: threading.Event) -> None:
         while not stop.wait(2.0):
             self.bundles.reload_if_changed()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Tell the consumers which version this replica serves (statistics retirement)."""
+        while True:
+            # A lost beat is retried by the next one; retirement waits far longer than a beat.
+            if self.bundles.loaded:
+                with contextlib.suppress(StoreUnavailable):
+                    self.store.heartbeat(self.bundles.current.version, time.time())
+            if stop.wait(HEARTBEAT_S):
+                return
 
     def _flush_counters(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
@@ -155,6 +167,7 @@ def consumer_for(services: Services) -> FeedbackConsumer:
         feedback_topic=s.feedback_topic,
         dead_letter_topic=s.dead_letter_topic,
         attribution_window_s=s.attribution_window_s,
+        retire_every_s=s.retire_every_s,
         on_applied=on_applied,
         on_batch=on_batch,
         on_lag=on_lag,

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     bundle_dir: Path = Path("var/bundles")
 
     attribution_window_s: float = Field(3600.0, gt=0)
+    # How often a consumer deletes statistics of bundle versions no replica serves any more.
+    retire_every_s: float = Field(300.0, gt=0)
     feedback_topic: str = "feedback"
     decisions_topic: str = "decisions"
     dead_letter_topic: str = "feedback-dead-letter"

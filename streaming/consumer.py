@@ -26,12 +26,15 @@ from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext
 from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
-from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable
+from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable, retire_versions
 
 log = structlog.get_logger(__name__)
 
 FLAG = {"impression": "i", "click": "c", "reward": "r"}
 UNKNOWN_SURFACE = "_unknown"  # dead letters whose request context is gone
+# Beyond the attribution window, before an unserved version's statistics go: several serving
+# heartbeats (app.main.HEARTBEAT_S) and clock skew between hosts.
+RETIRE_SLACK_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class FeedbackConsumer:
         on_applied: Callable[[list[float]], None] | None = None,
         on_batch: Callable[[Counter[str], int, float], None] | None = None,
         on_lag: Callable[[dict[int, int]], None] | None = None,
+        retire_every_s: float | None = 300.0,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -209,12 +213,30 @@ class FeedbackConsumer:
         self._group = group
         self._lag_reported = 0.0
         self._batch_counts: Counter[str] = Counter()
+        self._retire_every_s = retire_every_s
+        self._retired_at = time.monotonic()  # the first retirement waits a period: no race at start-up
         self.stats = ConsumerStats()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.run_once(stop)
+            if self._retire_every_s is not None and time.monotonic() - self._retired_at >= self._retire_every_s:
+                self.retire()
         self.close()
+
+    def retire(self) -> dict[str, int]:
+        """Delete the statistics of versions no replica has served for the attribution window
+        plus slack (``streaming.stores.retirable``). Every consumer may run it: deleting twice is
+        harmless. Returns version → entries deleted."""
+        self._retired_at = time.monotonic()
+        try:
+            dropped = retire_versions(self._store, time.time(), self._window + RETIRE_SLACK_S)
+        except StoreUnavailable as exc:
+            log.warning("version_retirement_skipped", error=str(exc)[:200])
+            return {}
+        for version, n in dropped.items():
+            log.info("version_retired", version=version, entries=n)
+        return dropped
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         records = self._consumer.poll(self._max_records, self._poll_timeout_s)

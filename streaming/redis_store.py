@@ -23,10 +23,15 @@ key                                                type    value                
 ``om:stats-surfaces``                              SET     surfaces that have counters           none
 ``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
 ``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
+``om:versions``                                    SET     versions with statistics              none
+``om:serving``                                     HASH    version → latest heartbeat (epoch s)  none
+                                                           of a replica serving it
 =================================================  ======  ====================================  ===========
 
-- ``<version>`` is the bundle version: a new bundle starts an empty namespace; old namespaces
-  are deleted once no serving replica reads them.
+- ``<version>`` is the bundle version: a new bundle starts an empty namespace. Feedback keeps
+  going to the version that served its request; a namespace is deleted (``drop_version``)
+  once no replica has served its version for the attribution window plus slack. The policy
+  and its reasons: ``streaming.stores.retirable``.
 - ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics, watermarks
   and credits share a slot, so the apply script is atomic per item in a cluster too. Ids with
   braces are refused at the edge (``streaming.events.check_id``), so no other part of a key
@@ -129,6 +134,8 @@ def credit_key(version: str, item: str, request_id: str) -> str:
     return f"om:v:{version}:credit:{{{item}}}:{request_id}"
 
 
+VERSIONS_KEY = "om:versions"
+SERVING_KEY = "om:serving"
 SURFACES_KEY = "om:surfaces"
 SURFACE_CHANGES_KEY = "om:surface-changes"
 
@@ -187,6 +194,9 @@ class RedisStore:
     @_unavailable_on_redis_error
     def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
         ttl_ms = max(1, int(credit_ttl_s * 1000))
+        # Listed before it is written (every call: another process may have retired it), so no
+        # namespace can exist without being listed for retirement.
+        self._r.sadd(VERSIONS_KEY, version)
         results: list[Applied] = []
         for start in range(0, len(deltas), APPLY_CHUNK):
             keys: list[str] = []
@@ -287,6 +297,35 @@ class RedisStore:
     @_unavailable_on_redis_error
     def get_lag(self, group: str) -> dict[int, int]:
         return {int(_text(p)): int(n) for p, n in self._r.hgetall(f"om:lag:{group}").items()}
+
+    @_unavailable_on_redis_error
+    def heartbeat(self, version: str, now: float) -> None:
+        self._r.hset(SERVING_KEY, version, repr(now))
+
+    @_unavailable_on_redis_error
+    def serving_versions(self) -> dict[str, float]:
+        return {_text(v): float(t) for v, t in self._r.hgetall(SERVING_KEY).items()}
+
+    @_unavailable_on_redis_error
+    def stats_versions(self) -> set[str]:
+        return {_text(v) for v in self._r.smembers(VERSIONS_KEY)}
+
+    @_unavailable_on_redis_error
+    def drop_version(self, version: str) -> int:
+        # SCAN + UNLINK in batches: never one blocking command over a whole namespace.
+        pattern = "om:v:" + "".join("\\" + c if c in "*?[]\\" else c for c in version) + ":*"
+        dropped = 0
+        batch: list[bytes] = []
+        for key in self._r.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += int(self._r.unlink(*batch))
+                batch = []
+        if batch:
+            dropped += int(self._r.unlink(*batch))
+        self._r.srem(VERSIONS_KEY, version)
+        self._r.hdel(SERVING_KEY, version)
+        return dropped
 
     def ping(self) -> bool:
         try:

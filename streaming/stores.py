@@ -127,7 +127,52 @@ class Store(Protocol):
 
     def get_lag(self, group: str) -> dict[int, int]: ...
 
+    def heartbeat(self, version: str, now: float) -> None:
+        """A serving replica says it serves ``version`` at ``now`` (epoch seconds)."""
+        ...
+
+    def serving_versions(self) -> dict[str, float]:
+        """Version → the latest heartbeat of any replica serving it."""
+        ...
+
+    def stats_versions(self) -> set[str]:
+        """Versions that have statistics (namespaces written by ``apply``)."""
+        ...
+
+    def drop_version(self, version: str) -> int:
+        """Delete a version's namespace (statistics, watermarks, credits, fresh-item counts) and
+        its heartbeat; return the number of entries deleted."""
+        ...
+
     def ping(self) -> bool: ...
+
+
+def retirable(stats_versions: set[str], serving: dict[str, float], now: float, grace_s: float) -> list[str]:
+    """The policy for a bundle version change: which namespaces may be deleted.
+
+    A new bundle starts an empty namespace (a new clustering changes what every coordinate
+    means, and a new prior what every residual means). Feedback on a request keeps going to the
+    version that served it, for the whole attribution window, so an old namespace must outlive
+    the last request served from it by ``grace_s`` (the attribution window plus heartbeat
+    slack). A namespace is retired once no replica has served its version for ``grace_s``.
+    With no recent heartbeat from any replica there is no evidence of what is served, so
+    nothing is retired.
+
+    >>> retirable({"v1", "v2", "v3"}, {"v2": 990.0, "v3": 1000.0, "v1": 100.0}, now=1000.0, grace_s=60.0)
+    ['v1']
+    >>> retirable({"v1"}, {"v1": 100.0}, now=1000.0, grace_s=60.0)  # no replica reports: keep all
+    []
+    """
+    live = {v for v, seen in serving.items() if now - seen <= grace_s}
+    if not live:
+        return []
+    return sorted(stats_versions - live)
+
+
+def retire_versions(store: Store, now: float, grace_s: float) -> dict[str, int]:
+    """Apply ``retirable`` to the store: version → entries deleted."""
+    doomed = retirable(store.stats_versions(), store.serving_versions(), now, grace_s)
+    return {version: store.drop_version(version) for version in doomed}
 
 
 SURFACE_LOG_LENGTH = 1000
@@ -154,6 +199,7 @@ class MemoryStore:
         self._counters: dict[tuple[str, int], dict[str, int]] = {}
         self._lag: dict[str, dict[int, int]] = {}
         self._impressions: dict[tuple[str, str], int] = {}
+        self._serving: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -269,6 +315,28 @@ class MemoryStore:
     def get_lag(self, group: str) -> dict[int, int]:
         with self._lock:
             return dict(self._lag.get(group, {}))
+
+    def heartbeat(self, version: str, now: float) -> None:
+        with self._lock:
+            self._serving[version] = max(now, self._serving.get(version, now))
+
+    def serving_versions(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._serving)
+
+    def stats_versions(self) -> set[str]:
+        with self._lock:
+            return {v for v, _ in self._stats} | {v for v, _ in self._marks}
+
+    def drop_version(self, version: str) -> int:
+        with self._lock:
+            before = len(self._stats) + len(self._marks) + len(self._impressions) + len(self._credits)
+            self._stats = {k: v for k, v in self._stats.items() if k[0] != version}
+            self._marks = {k: v for k, v in self._marks.items() if k[0] != version}
+            self._impressions = {k: v for k, v in self._impressions.items() if k[0] != version}
+            self._credits = {k: v for k, v in self._credits.items() if k[0] != version}
+            self._serving.pop(version, None)
+            return before - (len(self._stats) + len(self._marks) + len(self._impressions) + len(self._credits))
 
     def _evict(self, now: float) -> None:
         # Amortised expiry so an embedded run cannot grow without bound.

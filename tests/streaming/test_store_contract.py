@@ -111,6 +111,31 @@ def test_versions_are_separate_namespaces(store: Store, version: str) -> None:
     assert w2[0, 0] == 0.0
 
 
+def test_a_version_is_listed_and_dropped_whole(store: Store, version: str) -> None:
+    other = version + "-next"
+    store.apply(
+        version, 0, [delta("a", 1, [0], [1.0], [1.0], credits={"r1": "ic"}), delta("b", 2, [1], [1.0], [0.5])], TTL
+    )
+    store.apply(other, 0, [delta("a", 1, [0], [2.0], [2.0])], TTL)
+    store.count_impressions(version, {"a": 3})
+    store.heartbeat(version, 100.0)
+    store.heartbeat(other, 200.0)
+    assert {version, other} <= store.stats_versions()
+    assert store.serving_versions()[version] == 100.0 and store.serving_versions()[other] == 200.0
+
+    dropped = store.drop_version(version)
+    assert dropped >= 5  # statistics and watermarks of a and b, a's credit (and its fresh count)
+    w2, b = store.gather(version, ["a", "b"], np.array([0, 1]))
+    assert not w2.any() and not b.any()
+    assert store.watermarks(version, 0, ["a", "b"]) == {"a": -1, "b": -1}
+    assert store.credits(version, [("a", "r1")]) == {("a", "r1"): ""}
+    assert version not in store.stats_versions() and version not in store.serving_versions()
+    # The other version is untouched.
+    w2, _ = store.gather(other, ["a"], np.array([0]))
+    assert w2[0, 0] == 2.0 and other in store.stats_versions()
+    assert store.drop_version(version) == 0  # idempotent: every consumer may retire
+
+
 def test_doubles_survive_the_round_trip_exactly(store: Store, version: str) -> None:
     tiny, big = 1.2345678901234567e-7, 123456.78901234567
     store.apply(version, 0, [delta("a", 1, [0, 1], [tiny, big], [-tiny, -big])], TTL)
