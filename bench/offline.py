@@ -64,7 +64,8 @@ def main() -> int:
     bundle_mb = sum(f.stat().st_size for f in (work / "bundles" / report.version).iterdir()) / 2**20
     m = report.metrics
     print(f"job: {job_seconds:.1f}s, published={report.published} ({report.reason}), bundle {bundle_mb:.1f} MB")
-    for key in ("recall_at_10", "recall_at_50", "recall_at_100", "recall_at_50_popularity", "recall_at_50_no_logq",
+    for key in ("recall_at_10", "recall_at_50", "recall_at_100", "recall_at_50_popularity",
+                "recall_at_50_recent_popularity", "recall_at_50_no_logq",
                 "fresh_recall_at_50", "fresh_recall_at_50_random", "teacher_auc", "teacher_logloss",
                 "constant_logloss"):  # fmt: skip
         print(f"  {key:<28} {m[key]:.4f}")
@@ -84,6 +85,8 @@ def main() -> int:
         "recall_at_50": round(m["recall_at_50"], 4),
         "recall_at_50_popularity": round(m["recall_at_50_popularity"], 4),
         "recall_at_50_no_logq": round(m["recall_at_50_no_logq"], 4),
+        "recall_at_50_recent_popularity": round(m["recall_at_50_recent_popularity"], 4),
+        "search": m["search"],
         "fresh_recall_at_50": round(m["fresh_recall_at_50"], 4),
         "fresh_recall_at_50_random": round(m["fresh_recall_at_50_random"], 4),
         "teacher_auc": round(m["teacher_auc"], 4),

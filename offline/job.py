@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,21 @@ class JobConfig:
     gate_tolerance: float = 0.02  # absolute Recall@50 a new bundle may lose against the current one
     student_auc_margin: float = 0.02
     warm_start: bool = True  # start the two-tower from the serving bundle's parameters when it can
+    # Two-tower settings tried on an inner split of the training window (overrides of
+    # ``two_tower``); the best by Recall@50 trains the bundle. Recency weighting helps the many
+    # holdout users never seen in training (on MovieLens 47 of 72), whose embedding is the
+    # learned average user: measured +0.01-0.03 Recall@50 over uniform sampling.
+    search: tuple[dict[str, Any], ...] = (
+        {},
+        {"recency_half_life_days": 365.0},
+        {"recency_half_life_days": 365.0, "epochs": 30},
+    )
+    # The rankers learn from the most recent part of the training window: the holdout is the
+    # future, and tastes drift. Measured on MovieLens with a recency-weighted two-tower: the
+    # whole window gave teacher AUC 0.60 and students worse than a constant prior (log-loss
+    # 0.697-0.705 vs 0.692); the last 30% gave 0.67 and 0.667 (vs 0.696); the last 10% was
+    # unstable (teacher 0.33).
+    ranker_window: float = 0.3
     # Platt scaling of the students needs rows the two-tower did not train on: ranker features
     # are two-tower embeddings, which fit their own training pairs far better than any future
     # pair (calibrated on the training window, the students scored log-loss 0.88-0.99 on the
@@ -113,31 +128,26 @@ def run_job(
     for user, bag in zip(users.user_ids.tolist(), listed, strict=True):
         user_feats[user_index[user]] = bag
     train, valid, split = split_by_time(data, cfg.valid_fraction)
-    pos = train.reward > 0
-    tu = np.array([user_index[u] for u in train.user_ids[pos]], dtype=np.int64)
-    ti = np.array([item_index[i] for i in train.item_ids[pos]], dtype=np.int64)
-    trained = np.bincount(ti, minlength=len(items.item_ids)) > 0
-    trained_users = np.bincount(tu - 1, minlength=len(users_all)) > 0
+    n_items, n_users = len(items.item_ids), len(users_all)
+    tu, ti, tt = _positives(train, user_index, item_index)
+    trained = np.bincount(ti, minlength=n_items) > 0
+    trained_users = np.bincount(tu - 1, minlength=n_users) > 0
+    feature_args = (feats, len(item_vocab))
+    user_kwargs: dict[str, Any] = {"user_features": user_feats, "n_user_features": len(user_vocab)}
 
+    tower_cfg, search = _select(train, cfg, user_index, item_index, n_users, feature_args, user_kwargs)
     warm, warm_note = _warm_start(out, cfg, split) if cfg.warm_start else (None, "disabled")
     keys = (items.item_ids.tolist(), users_all, item_vocab, user_vocab)
-    tower_args = (tu, ti, len(users_all), feats, len(item_vocab), cfg.two_tower, trained, user_feats, len(user_vocab))
-    model = train_two_tower(*tower_args, warm=(warm, keys) if warm else None, trained_users=trained_users)
+    common = {**user_kwargs, "trained_users": trained_users, "times": tt}
+    model = train_two_tower(
+        tu, ti, n_users, *feature_args, tower_cfg, trained, warm=(warm, keys) if warm else None, **common
+    )
     # The ablation starts cold: it measures what logQ does, not what the previous bundle knew.
-    ablation = train_two_tower(*tower_args[:5], _no_logq(cfg.two_tower), *tower_args[6:], trained_users=trained_users)
+    ablation = train_two_tower(tu, ti, n_users, *feature_args, _no_logq(tower_cfg), trained, **common)
 
-    relevant: dict[int, set[int]] = {}
-    for u, i, r in zip(valid.user_ids, valid.item_ids, valid.reward, strict=True):
-        if r > 0:
-            relevant.setdefault(user_index[u], set()).add(item_index[i])
-    seen: dict[int, set[int]] = {}
-    for u, i in zip(train.user_ids, train.item_ids, strict=True):
-        seen.setdefault(user_index[u], set()).add(item_index[i])
-    eval_users = sorted(relevant)
-    rel = [relevant[u] for u in eval_users]
-    skip = [seen.get(u, set()) for u in eval_users]
+    rows, rel, skip = _holdout(train, valid, user_index, item_index)
+    eval_users = rows + 1
     fresh_items = set(np.flatnonzero(~trained).tolist())
-    rows = np.array(eval_users) - 1
 
     def recall(
         user_emb: np.ndarray, item_emb: np.ndarray, sets: list[set[int]], ks: tuple[int, ...]
@@ -149,6 +159,9 @@ def run_job(
     no_logq = recall(ablation.user_emb, ablation.item_emb, rel, (50,))
     popularity = np.bincount(ti, minlength=len(items.item_ids)).astype(np.float64)
     pop = recall_at_k(np.tile(popularity, (len(eval_users), 1)), rel, skip, ks)
+    # A stronger baseline, reported for honesty: popularity with a one-year half-life.
+    recent = np.bincount(ti, weights=np.exp2((tt - tt.max()) / (365 * 86400.0)), minlength=n_items)
+    recent_pop = recall_at_k(np.tile(recent, (len(eval_users), 1)), rel, skip, (50,))
     fresh = recall(model.user_emb, model.item_emb, [r & fresh_items for r in rel], (50,))
 
     # The fallback prior is calibrated where the embeddings did not train, like the students.
@@ -175,10 +188,12 @@ def run_job(
         "recall_at_100": ours[100],
         "recall_at_50_popularity": pop[50],
         "recall_at_50_no_logq": no_logq[50],
+        "recall_at_50_recent_popularity": recent_pop[50],
         "fresh_recall_at_50": fresh[50],
         "fresh_recall_at_50_random": 50 / len(items.item_ids),
         "eval_users": len(eval_users),
         "warm_start": warm_note,
+        "search": search,
         "warm_rows": model.warm_rows,
         "two_tower_epoch_losses": [round(x, 4) for x in model.epoch_losses],
         **ranker_metrics,
@@ -228,6 +243,64 @@ def run_job(
         }
     publish(out, version, arrays, manifest)
     return JobReport(True, version, "published", metrics)
+
+
+def _positives(part: Interactions, user_index: dict[str, int], item_index: dict[str, int]) -> tuple[Any, Any, Any]:
+    """Positive pairs: user rows (E,) from 1, item rows (E,), times (E,)."""
+    pos = part.reward > 0
+    users = np.array([user_index[u] for u in part.user_ids[pos]], dtype=np.int64)
+    items = np.array([item_index[i] for i in part.item_ids[pos]], dtype=np.int64)
+    return users, items, part.timestamp[pos]
+
+
+def _holdout(
+    train: Interactions, valid: Interactions, user_index: dict[str, int], item_index: dict[str, int]
+) -> tuple[Any, list[set[int]], list[set[int]]]:
+    """Users with a positive in ``valid``: their embedding rows (U,), relevant item sets, and
+    the items they met in ``train`` (not ranked)."""
+    relevant: dict[int, set[int]] = {}
+    for u, i, r in zip(valid.user_ids, valid.item_ids, valid.reward, strict=True):
+        if r > 0:
+            relevant.setdefault(user_index[u], set()).add(item_index[i])
+    seen: dict[int, set[int]] = {}
+    for u, i in zip(train.user_ids, train.item_ids, strict=True):
+        seen.setdefault(user_index[u], set()).add(item_index[i])
+    users = sorted(relevant)
+    return np.array(users, dtype=np.int64) - 1, [relevant[u] for u in users], [seen.get(u, set()) for u in users]
+
+
+def _select(
+    train: Interactions,
+    cfg: JobConfig,
+    user_index: dict[str, int],
+    item_index: dict[str, int],
+    n_users: int,
+    feature_args: tuple[list[list[int]], int],
+    user_kwargs: dict[str, Any],
+) -> tuple[TwoTowerConfig, dict[str, float]]:
+    """Pick the two-tower's settings among ``cfg.search`` by Recall@50 on an inner temporal split
+    of the training window (its last ``valid_fraction``); the holdout is never looked at."""
+    if len(cfg.search) < 2:
+        return replace(cfg.two_tower, **(cfg.search[0] if cfg.search else {})), {}
+    inner_train, inner_valid, _ = split_by_time(train, cfg.valid_fraction)
+    rows, rel, skip = _holdout(inner_train, inner_valid, user_index, item_index)
+    if not rel:
+        return cfg.two_tower, {}
+    tu, ti, tt = _positives(inner_train, user_index, item_index)
+    trained = np.bincount(ti, minlength=len(feature_args[0])) > 0
+    trained_users = np.bincount(tu - 1, minlength=n_users) > 0
+    scores: dict[str, float] = {}
+    best, chosen = -1.0, cfg.two_tower
+    for overrides in cfg.search:
+        candidate = replace(cfg.two_tower, **overrides)
+        m = train_two_tower(
+            tu, ti, n_users, *feature_args, candidate, trained, trained_users=trained_users, times=tt, **user_kwargs
+        )
+        score = recall_at_k(np.asarray(m.user_emb[rows] @ m.item_emb.T, dtype=np.float64), rel, skip, (50,))[50]
+        scores[json.dumps(overrides, sort_keys=True)] = round(score, 4)
+        if score > best:
+            best, chosen = score, candidate
+    return chosen, scores
 
 
 def _tower_arrays(model: TwoTowerResult, item_vocab: list[str], user_vocab: list[str]) -> dict[str, Any]:
@@ -290,6 +363,8 @@ def _distil(
             x, y = np.concatenate([x, negatives]), np.concatenate([y, np.zeros(len(y))])
         return x, y
 
+    if cfg.ranker_window < 1.0:
+        _, train, _ = split_by_time(train, cfg.ranker_window)
     x_train, y_train = rows(train)
     x_cal, y_cal = rows(cal_part)
     x_valid, y_valid = rows(eval_part)
@@ -345,8 +420,6 @@ def _logit(p: FloatArray) -> FloatArray:
 
 
 def _no_logq(c: TwoTowerConfig) -> TwoTowerConfig:
-    from dataclasses import replace
-
     return replace(c, logq=False)
 
 

@@ -41,6 +41,13 @@ class TwoTowerConfig:
     logq: bool = True
     id_dropout: float = 0.2
     logq_alpha: float = 0.01
+    # Share of examples whose user id is replaced by the unknown user, so that the cold-user
+    # embedding learns what users in general engage with (users with features always get
+    # ``id_dropout``: their features learn to stand in for the id).
+    user_id_dropout: float = 0.0
+    # Training examples are drawn with weight 2^(-age / half-life) (age before the newest
+    # example): the holdout is the future, and tastes drift. None: uniform.
+    recency_half_life_days: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -188,6 +195,7 @@ def train_two_tower(
     n_user_features: int = 0,
     warm: tuple[WarmStart, tuple[list[str], list[str], list[str], list[str]]] | None = None,
     trained_users: NDArray[np.bool_] | None = None,
+    times: FloatArray | None = None,
 ) -> TwoTowerResult:
     """Train on positive pairs ``users`` (E,) in 1..n_users and ``items`` (E,) in 0..n_items-1.
 
@@ -207,6 +215,12 @@ def train_two_tower(
     # Only a user with features has her id dropped: that teaches the features to stand in for a
     # cold user; without features there is nothing to learn, only noise.
     has_features = np.array([len(bag) > 0 for bag in user_bags])
+    user_drop = np.where(has_features, config.id_dropout, config.user_id_dropout)
+    if times is not None and config.recency_half_life_days is not None:
+        weights = np.exp2((times - times.max()) / (config.recency_half_life_days * 86400.0))
+        draw = weights / weights.sum()
+    else:
+        draw = None
     user_tower = UserTower(n_users, n_user_features, config.dim)
     item_tower = ItemTower(n_items, n_features, config.dim)
     warm_rows = warm_init(user_tower, item_tower, *warm) if warm is not None else {}
@@ -215,7 +229,7 @@ def train_two_tower(
     estimator = FrequencyEstimator(n_buckets=n_items, alpha=config.logq_alpha)
     epoch_losses = []
     for _ in range(config.epochs):
-        order = rng.permutation(len(users))
+        order = rng.permutation(len(users)) if draw is None else rng.choice(len(users), len(users), p=draw)
         total, batches = 0.0, 0
         for lo in range(0, len(order) - 1, config.batch_size):
             idx = order[lo : lo + config.batch_size]
@@ -224,7 +238,7 @@ def train_two_tower(
             feat_idx, feat_off = _feature_bags([item_features[j] for j in batch_items])
             user_idx, user_off = _feature_bags([user_bags[r] for r in batch_users])
             keep = torch.tensor(rng.random(len(idx)) >= config.id_dropout, dtype=torch.float32)
-            dropped = (rng.random(len(idx)) < config.id_dropout) & has_features[batch_users]
+            dropped = rng.random(len(idx)) < user_drop[batch_users]
             keep_user = torch.tensor(~dropped, dtype=torch.float32)
             u = user_tower(torch.tensor(batch_users, dtype=torch.long), user_idx, user_off, keep_user)
             v = item_tower(torch.tensor(batch_items, dtype=torch.long), feat_idx, feat_off, keep)

@@ -21,7 +21,7 @@ from offline.rankers import RankerConfig
 from offline.two_tower import TwoTowerConfig
 from tests.app.conftest import settings_for
 
-FAST = JobConfig(clusters=8, two_tower=TwoTowerConfig(epochs=3, dim=16), rankers=RankerConfig(epochs=2))
+FAST = JobConfig(clusters=8, two_tower=TwoTowerConfig(epochs=3, dim=16), rankers=RankerConfig(epochs=2), search=({},))
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,16 @@ def test_the_next_run_starts_from_the_serving_bundle(subset: tuple[Path, Path], 
     point_current(tmp_path, first.version)
     past = run_job(earlier, subset[1], tmp_path, FAST)
     assert past.metrics["warm_start"].endswith("trained past this run's holdout split"), past.metrics["warm_start"]
+
+
+def test_settings_are_chosen_on_an_inner_split_and_then_trained(subset: tuple[Path, Path], tmp_path: Path) -> None:
+    config = replace(FAST, search=({}, {"epochs": 1}, {"recency_half_life_days": 100.0}))
+    m = run_job(*subset, tmp_path, config).metrics
+    assert list(m["search"]) == ["{}", '{"epochs": 1}', '{"recency_half_life_days": 100.0}']
+    best = max(m["search"], key=m["search"].get)
+    expected_epochs = 1 if best == '{"epochs": 1}' else FAST.two_tower.epochs
+    assert len(m["two_tower_epoch_losses"]) == expected_epochs  # the bundle's model used the pick
+    assert all(0.0 <= v <= 1.0 for v in m["search"].values())
 
 
 def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) -> None:
