@@ -57,31 +57,46 @@ def consume(settings: Settings) -> int:
     return 0
 
 
-def demo(settings: Settings, rate: float) -> int:
+def demo(settings: Settings, rate: float, retrain_every: str = "10m") -> int:
     import uvicorn
 
-    from app.demo import DEMO_WORLD, ensure_demo_bundle, simulate_users
+    from app.demo import DEMO_WORLD, ensure_demo_bundle, retrain_every_period, simulate_users
     from app.main import create_app
     from bandits.world import World
 
     np.seterr(over="ignore")
     world = World(DEMO_WORLD)
+    period = None if retrain_every == "off" else _interval(retrain_every, "demo", "--retrain-every")
+    if current_version_of(settings.bundle_dir) is None:
+        print("onlinematch demo: training the first bundle on a history from the world (once, under a minute)")
     version = ensure_demo_bundle(settings.bundle_dir, world)
     url = f"http://{settings.host}:{settings.port}"
     print(f"onlinematch demo: bundle {version}, embedded: {settings.embedded}", flush=True)
     print(f"  API       {url}/v1/recommend", flush=True)
     print(f"  metrics   {url}/metrics", flush=True)
     print(f"  readiness {url}/readyz", flush=True)
+    if period is not None:
+        print(f"  retrains  every {retrain_every} on what was served and clicked (--retrain-every off to stop)")
     stop = threading.Event()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
-    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
     users = threading.Thread(
         target=_after_start,
         args=(server, lambda: simulate_users(url, world, stop, settings.operator_token.get_secret_value(), rate)),
         daemon=True,
     )
     users.start()
+    if period is not None:
+        topics = (settings.decisions_topic, settings.feedback_topic)
+        refresher = threading.Thread(
+            target=_after_start,
+            args=(
+                server,
+                lambda: retrain_every_period(period, settings.bundle_dir, app.state.services.bus, topics, stop),
+            ),
+            daemon=True,
+        )
+        refresher.start()
     try:
         server.run()
     finally:
@@ -95,15 +110,21 @@ def _after_start(server: object, fn: object) -> None:
     fn()  # type: ignore[operator]  # a plain callable
 
 
-def _interval(text: str) -> float:
+def _interval(text: str, command: str = "train", flag: str = "--every") -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
         value, unit = float(text[:-1]), units[text[-1]]
     except (KeyError, ValueError, IndexError):
-        raise SystemExit(f"onlinematch train: --every {text!r}: expected a number and s/m/h/d, e.g. 6h") from None
+        raise SystemExit(f"onlinematch {command}: {flag} {text!r}: expected a number and s/m/h/d, e.g. 6h") from None
     if value <= 0:
-        raise SystemExit(f"onlinematch train: --every {text!r}: must be positive")
+        raise SystemExit(f"onlinematch {command}: {flag} {text!r}: must be positive")
     return value * unit
+
+
+def current_version_of(root: Path) -> str | None:
+    from offline.bundle import current_version
+
+    return current_version(root)
 
 
 def _log_bus(command: str, settings: Settings) -> Bus:
@@ -200,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--bundle-dir")
         if name == "demo":
             p.add_argument("--rate", type=float, default=20.0, help="simulated requests per second")
+            p.add_argument(
+                "--retrain-every", default="10m", help="refresh the bundle from the demo's own logs, e.g. 10m, or off"
+            )
     sub.add_parser("consume", help="a feedback consumer (needs REDIS_URL and KAFKA_BOOTSTRAP_SERVERS)")
     p_train = sub.add_parser("train", help="the offline job: train, evaluate, gate and publish a bundle")
     p_train.add_argument(
@@ -254,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
     if args.command == "serve":
         return serve(settings)
-    return demo(settings, args.rate)
+    return demo(settings, args.rate, args.retrain_every)
 
 
 if __name__ == "__main__":

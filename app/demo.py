@@ -1,12 +1,20 @@
-"""``onlinematch demo``: a bundle from the synthetic world, the service on embedded defaults,
-and simulated users from the same world sending feedback, so exploration and learning can be
-watched on ``/metrics`` (and the dashboard, issue #5)."""
+"""``onlinematch demo``: the offline job trained on a history logged from the synthetic world,
+the service on embedded defaults, and simulated users from the same world sending feedback, so
+exploration and learning can be watched on the dashboard and ``/metrics``.
+
+The demo's bundle comes from ``offline.job.run_job``, the code path of ``onlinematch train``:
+first on a history logged from the world, then (``retrain``) on that history plus what the
+service itself served and the simulated users clicked, read from the embedded bus with
+``offline.logs.export_logs``. ``build_world_bundle`` (the world's own vectors) is what the
+serving tests use, where the exact prior matters.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -14,6 +22,11 @@ import structlog
 
 from bandits.world import World, WorldConfig
 from offline.bundle import current_version, publish
+from streaming.bus import Bus
+
+if TYPE_CHECKING:
+    from offline.job import JobReport
+    from offline.logs import LogJoin
 
 log = structlog.get_logger(__name__)
 
@@ -59,13 +72,96 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
     return publish(root, version, arrays, manifest)
 
 
-def ensure_demo_bundle(root: Path, world: World) -> str:
+HISTORY_DAYS = 30.0
+
+
+def world_history(world: World, out: Path, rounds: int = 20_000, shown: int = 5) -> tuple[Path, Path]:
+    """Log a history from ``world`` in the job's input format: ``rounds`` users, each shown
+    ``shown`` items drawn from the world's retrieval for them then (its top items by the
+    world's noisy prior, and its fresh pool: a logging policy like a production one), clicking
+    with the true probabilities; over the last ``HISTORY_DAYS`` days.
+
+    Items get ``created_at`` from their arrival round and a multi-valued ``topics`` feature (the
+    two strongest of the world's item features), so fresh items can be embedded from content.
+    Returns the interactions and items files.
+    """
+    c = world.config
+    rng = np.random.default_rng(c.seed + 2)
+    span = HISTORY_DAYS * 86400.0
+    start = time.time() - span
+    horizon = int(0.8 * c.horizon)  # most fresh items have arrived by then
+    out.mkdir(parents=True, exist_ok=True)
+    interactions, items = out / "interactions.csv", out / "items.csv"
+    rows = []
+    for t in np.sort(rng.integers(0, horizon, rounds)).tolist():
+        user = int(rng.integers(c.n_users))
+        candidates = world.candidates(t, user)
+        slate = rng.choice(candidates, min(shown, len(candidates)), replace=False)
+        clicks = rng.random(len(slate)) < world.ctr(user, slate, t)
+        ts = start + span * t / horizon
+        pairs = zip(slate.tolist(), clicks.tolist(), strict=True)
+        rows += [f"user-{user},item-{j},{ts:.3f},{int(y)}\n" for j, y in pairs]
+    interactions.write_text("user_id,item_id,timestamp,reward\n" + "".join(rows))
+    created = start + span * np.minimum(world.arrival, horizon) / horizon
+    top = np.argsort(-world.item_features, axis=1)[:, :2]
+    items.write_text(
+        "item_id,created_at,topics\n"
+        + "".join(f"item-{j},{created[j]:.3f},t{top[j, 0]}|t{top[j, 1]}\n" for j in range(c.n_items))
+    )
+    return interactions, items
+
+
+def demo_job() -> Any:
+    """The job's settings for the demo: one two-tower setting, fewer epochs, so that the first
+    ``make run`` on a fresh machine trains in well under a minute."""
+    from offline.job import JobConfig
+    from offline.two_tower import TwoTowerConfig
+
+    return JobConfig(two_tower=TwoTowerConfig(epochs=8), search=({},))
+
+
+def ensure_demo_bundle(root: Path, world: World, rounds: int = 20_000) -> str:
+    """The serving bundle, trained by the offline job on the world's history if there is none."""
+    from offline.job import run_job
+
     version = current_version(root)
     if version is None:
-        version = f"demo-{int(time.time())}"
-        build_world_bundle(root, world, version)
-        log.info("demo_bundle_built", version=version, root=str(root))
+        log.info("demo_bundle_training", root=str(root))
+        interactions, items = world_history(world, root / ".demo-history", rounds)
+        report = run_job(interactions, items, root, demo_job())
+        if not report.published:
+            raise RuntimeError(f"demo bundle not published: {report.reason}")
+        version = report.version
+        log.info("demo_bundle_built", version=version, recall_at_50=round(report.metrics["recall_at_50"], 3))
     return version
+
+
+def retrain(root: Path, bus: Bus, decisions_topic: str, feedback_topic: str) -> tuple[JobReport, LogJoin]:
+    """One refresh from the service's own logs plus the world's history. Raises ValueError when
+    nothing has been served and shown yet."""
+    from offline.job import run_job
+    from offline.logs import export_logs
+
+    history = root / ".demo-history"
+    served = root / ".work" / "served.csv"
+    joined = export_logs(bus, decisions_topic, feedback_topic, served)
+    report = run_job([history / "interactions.csv", served], history / "items.csv", root, demo_job())
+    log.info("demo_retrained", published=report.published, reason=report.reason, **joined.summary())
+    return report, joined
+
+
+def retrain_every_period(period_s: float, root: Path, bus: Bus, topics: tuple[str, str], stop: threading.Event) -> None:
+    while not stop.wait(period_s):
+        try:
+            report, joined = retrain(root, bus, *topics)
+        except Exception as exc:  # a failed refresh must not stop the demo; the next one retries
+            log.warning("demo_retrain_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        print(
+            f"onlinematch demo: retrained on {joined.summary()['rows']} served rows too: {report.version} "
+            f"{report.reason} (Recall@50 {report.metrics['recall_at_50']:.3f})",
+            flush=True,
+        )
 
 
 DEMO_SURFACE = {"policy": "diag_linucb", "alpha": 0.2, "explore_slots": 1, "explore_traffic": 0.3}
