@@ -119,7 +119,14 @@ def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) 
     manifest["metrics"]["recall_at_50"] = 0.99  # pretend the serving bundle is far better
     manifest_path.write_text(json.dumps(manifest))
     second = run_job(*subset, tmp_path, FAST)
-    assert not second.published and "below the current bundle" in second.reason
+    assert not second.published and second.reason.startswith("not published: Recall@50")
+    assert current_version(tmp_path) == first.version
+    # Recall as good, but a far better prior serving now: refused for the prior.
+    manifest["metrics"]["recall_at_50"] = first.metrics["recall_at_50"]
+    manifest["metrics"]["prior_auc"] = 0.99
+    manifest_path.write_text(json.dumps(manifest))
+    third = run_job(*subset, tmp_path, FAST)
+    assert not third.published and "the prior's AUC" in third.reason and "Recall@50" not in third.reason
     assert current_version(tmp_path) == first.version
 
 
