@@ -21,10 +21,27 @@ def documents(path: Path) -> list[Any]:
 def test_compose_services_use_only_real_settings() -> None:
     (compose,) = documents(ROOT / "docker-compose.yml")
     assert {"redis", "kafka", "api", "consumer"} <= set(compose["services"])
-    for name in ("api", "consumer"):
+    for name in ("api", "consumer", "trainer"):
         env = compose["services"][name]["environment"]
         assert set(env) <= SETTINGS, set(env) - SETTINGS
     assert compose["services"]["consumer"]["command"] == ["onlinematch", "consume"]
+    trainer = compose["services"]["trainer"]
+    assert trainer["build"]["args"]["EXTRAS"] == "[offline]"
+    assert_train_args(trainer["command"])
+
+
+def assert_train_args(args: list[str]) -> None:
+    """The trainer's command line parses with the real CLI (without running it)."""
+    from app import cli
+
+    assert args[:2] == ["onlinematch", "train"]
+    parsed: dict[str, object] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "train", lambda *a, **kw: parsed.update(args=a, kwargs=kw) or 0)
+        mp.setattr(cli, "_settings", lambda **_: Settings())
+        assert cli.main(args[1:]) == 0
+    interactions, items, out = parsed["args"][:3]  # type: ignore[index]  # captured positional args
+    assert items == Path("/data/items.csv") and out == Path("/bundles") and interactions
 
 
 @pytest.mark.parametrize("name", ["configmap.yaml", "secret.example.yaml"])
@@ -36,7 +53,7 @@ def test_k8s_config_keys_are_settings(name: str) -> None:
 
 def test_k8s_workloads_run_the_cli_and_probe_the_real_routes() -> None:
     kinds = {}
-    for name in ("api.yaml", "consumer.yaml"):
+    for name in ("api.yaml", "consumer.yaml", "trainer.yaml"):
         for doc in documents(ROOT / "k8s" / name):
             kinds[(doc["kind"], doc["metadata"]["name"])] = doc
     api = kinds[("Deployment", "onlinematch-api")]["spec"]["template"]["spec"]["containers"][0]
@@ -46,12 +63,20 @@ def test_k8s_workloads_run_the_cli_and_probe_the_real_routes() -> None:
     consumer = kinds[("Deployment", "onlinematch-consumer")]["spec"]["template"]["spec"]["containers"][0]
     assert consumer["args"] == ["onlinematch", "consume"]
     assert ("HorizontalPodAutoscaler", "onlinematch-api") in kinds
+    job = kinds[("CronJob", "onlinematch-trainer")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert_train_args(job["containers"][0]["args"])
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in job["volumes"]}
+    api_claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in kinds[("Deployment", "onlinematch-api")]["spec"]["template"]["spec"]["volumes"]
+    }
+    assert api_claims <= claims  # the trainer publishes where the API reads
 
 
 def test_the_image_entry_point_is_the_cli() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["onlinematch", "serve"]' in text
-    assert "pip install ." in text
+    assert 'pip install ".${EXTRAS}"' in text and 'ARG EXTRAS=""' in text  # serving image: no torch
 
 
 def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
