@@ -96,6 +96,23 @@ def write_teacher_labels(model: Teacher, x: F32, path: Path) -> Path:
     return path
 
 
+def distillation_loss(
+    main: torch.Tensor, aux: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, aux_weight: float
+) -> torch.Tensor:
+    """The student's loss: ``BCE(main, labels) + aux_weight · BCE(aux, teacher)``.
+
+    ``main``, ``aux`` (B,) logits of the two heads; ``labels`` (B,) real rewards in [0, 1];
+    ``teacher`` (B,) the teacher's probabilities. The main head never sees the teacher's labels
+    (Khani et al. 2024: the auxiliary head keeps the teacher's bias out of the served head).
+
+    >>> z = torch.zeros(2)
+    >>> round(float(distillation_loss(z, z, torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5]), 1.0)), 4)
+    1.3863
+    """
+    real = nn.functional.binary_cross_entropy_with_logits(main, labels)
+    return real + aux_weight * nn.functional.binary_cross_entropy_with_logits(aux, teacher)
+
+
 def train_student(x: F32, y: FloatArray, teacher_labels: Path, hidden: int, cfg: RankerConfig) -> Student:
     soft = np.load(teacher_labels, allow_pickle=False)
     if soft.shape != (len(x),):
@@ -108,8 +125,7 @@ def train_student(x: F32, y: FloatArray, teacher_labels: Path, hidden: int, cfg:
     for _ in range(cfg.epochs):
         for idx in _batches(len(x), cfg.batch_size, rng):
             main, aux = model(xt[idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(main, yt[idx])
-            loss = loss + cfg.aux_weight * nn.functional.binary_cross_entropy_with_logits(aux, st[idx])
+            loss = distillation_loss(main, aux, yt[idx], st[idx], cfg.aux_weight)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch's backward has no annotations
             opt.step()

@@ -9,6 +9,7 @@ from offline.bundle import mlp_head
 from offline.rankers import (
     RankerConfig,
     auc,
+    distillation_loss,
     export_student,
     log_loss,
     predict_teacher,
@@ -44,3 +45,29 @@ def test_students_learn_what_the_teacher_knows_through_the_aux_head(tmp_path: Pa
         _, aux = student(torch.tensor(x[test]))
     teacher_p = predict_teacher(teacher, x[test])
     assert np.corrcoef(torch.sigmoid(aux).numpy(), teacher_p)[0, 1] > 0.9
+
+
+def test_distillation_loss_splits_real_and_teacher_labels_between_the_heads() -> None:
+    rng = np.random.default_rng(1)
+    main = torch.tensor(rng.normal(size=64), dtype=torch.float32, requires_grad=True)
+    aux = torch.tensor(rng.normal(size=64), dtype=torch.float32, requires_grad=True)
+    labels = torch.tensor(rng.random(64) < 0.3, dtype=torch.float32)
+    teacher = torch.tensor(rng.uniform(0.05, 0.95, 64), dtype=torch.float32)
+    loss = distillation_loss(main, aux, labels, teacher, aux_weight=0.5)
+    loss.backward()  # type: ignore[no-untyped-call]  # torch's backward has no annotations
+    assert main.grad is not None and aux.grad is not None
+    # d/d main = (sigmoid(main) - label) / B: the main head is pulled only towards the real labels;
+    # d/d aux = w · (sigmoid(aux) - teacher) / B: the aux head only towards the teacher.
+    np.testing.assert_allclose(main.grad.numpy(), (torch.sigmoid(main) - labels).detach().numpy() / 64, atol=1e-7)
+    expected_aux = 0.5 * (torch.sigmoid(aux) - teacher).detach().numpy() / 64
+    np.testing.assert_allclose(aux.grad.numpy(), expected_aux, atol=1e-7)
+    # Without the auxiliary weight it is plain log-loss on the real labels.
+    plain = distillation_loss(main, aux, labels, teacher, aux_weight=0.0)
+    np.testing.assert_allclose(
+        float(plain.detach()), log_loss(torch.sigmoid(main).detach().numpy(), labels.numpy()), rtol=1e-5
+    )
+    # The teacher part is smallest where the aux head reproduces the teacher's logits.
+    exact = torch.log(teacher / (1 - teacher))
+    at = float(distillation_loss(main, exact, labels, teacher, 1.0).detach())
+    for shift in (-0.2, 0.2):
+        assert at < float(distillation_loss(main, exact + shift, labels, teacher, 1.0).detach())
