@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offline.data import DataError, load_interactions, load_items, split_by_time
+from offline.data import DataError, load_interactions, load_items, load_users, split_by_time
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -80,3 +80,28 @@ def test_movielens_loads_and_splits(movielens: tuple[Path, Path]) -> None:
     train, valid, _split = split_by_time(data, 0.1)
     fresh = set(valid.item_ids.tolist()) - set(train.item_ids.tolist())
     assert fresh, "movies first rated after the split are the fresh items"
+
+
+def test_parquet_files_load_like_csv_and_errors_name_the_row(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    interactions, items, users = tmp_path / "i.parquet", tmp_path / "it.parquet", tmp_path / "u.parquet"
+    pq.write_table(
+        pa.table({"user_id": ["u1", "u2"], "item_id": ["a", "b"], "timestamp": [10, 20], "reward": [1.0, 0.0]}),
+        interactions,
+    )
+    pq.write_table(pa.table({"item_id": ["a", "b"], "created_at": [1.0, None], "genres": ["x|y", None]}), items)
+    pq.write_table(pa.table({"user_id": ["u1"], "team": ["red"]}), users)
+    data = load_interactions(interactions)
+    assert data.user_ids.tolist() == ["u1", "u2"] and data.timestamp.tolist() == [10.0, 20.0]
+    assert data.reward.tolist() == [1.0, 0.0]
+    catalogue = load_items(items)
+    assert catalogue.features["genres"] == [["x", "y"], []] and np.isnan(catalogue.created_at[1])
+    assert load_users(users).features == {"team": [["red"]]}
+
+    pq.write_table(
+        pa.table({"user_id": ["u1", "u2"], "item_id": ["a", "b"], "timestamp": ["10", "soon"]}), interactions
+    )
+    with pytest.raises(DataError, match=r"i\.parquet, row 3, column timestamp: not a timestamp: 'soon'"):
+        load_interactions(interactions)
