@@ -1,11 +1,19 @@
-"""The offline refresh (DESIGN flow 4), as far as issue #4 has come: files → two-tower (with
-logQ, and the ablation without) → evaluation → clusters → candidate graph → fresh pool →
-calibrated prior → evaluation gate → an immutable bundle and the ``current`` pointer.
+"""The offline refresh (DESIGN flow 4), one ``run_job`` per run:
 
-Then a teacher ranker, its labels written once, and distilled students of two sizes (auxiliary
-distillation head); the bundle's prior is the smallest student whose holdout AUC is within
-``student_auc_margin`` of the teacher's (``"prior": {"kind": "mlp"}``), else the calibrated
-two-tower score.
+1. Inputs: interaction files (the catalogue's history, and/or ``offline/logs.py``'s export of the
+   service's own topics), the items file, optional user features. Temporal split.
+2. Two-tower settings chosen on an inner temporal split (``JobConfig.search``); the model is
+   warm-started from the serving bundle when that is sound (``_warm_start``), and an ablation
+   without logQ is trained cold.
+3. Holdout evaluation: Recall@10/50/100 against popularity (and recency-weighted popularity),
+   the no-logQ ablation, and fresh items.
+4. Teacher on the most recent part of the training window, its labels written once, students
+   of two sizes (auxiliary distillation head), Platt-scaled on the first half of the holdout
+   and judged on the second. The served prior is the smallest student whose AUC is within
+   ``student_auc_margin`` of the teacher's (``"prior": {"kind": "mlp"}``), else the calibrated
+   two-tower score.
+5. Clusters, candidate graph, fresh pool; the gate against the serving bundle; an immutable
+   bundle (``offline/bundle.py``) and the ``current`` pointer.
 """
 
 from __future__ import annotations
