@@ -120,8 +120,18 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     except ImportError as exc:
         raise DataError(path, "reading Parquet needs pyarrow (`pip install -e .[offline]`)") from exc
     table = pq.read_table(path)
-    columns = [[("" if v is None else str(v)) for v in col.to_pylist()] for col in table.columns]
+    columns = [[_cell(v) for v in col.to_pylist()] for col in table.columns]
     return list(table.column_names), [list(r) for r in zip(*columns, strict=True)]
+
+
+def _cell(value: object) -> str:
+    """A Parquet value as the text a CSV would hold: a whole float reads ``25``, not ``25.0``,
+    so that feature tokens match those of a request (``offline.bundle.feature_tokens``)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _require(path: Path, header: list[str], needed: tuple[str, ...]) -> dict[str, int]:
