@@ -63,11 +63,12 @@ def demo(settings: Settings, rate: float, retrain_every: str = "10m") -> int:
     from app.demo import DEMO_WORLD, ensure_demo_bundle, retrain_every_period, simulate_users
     from app.main import create_app
     from bandits.world import World
+    from offline.bundle import current_version
 
     np.seterr(over="ignore")
     world = World(DEMO_WORLD)
     period = None if retrain_every == "off" else _interval(retrain_every, "demo", "--retrain-every")
-    if current_version_of(settings.bundle_dir) is None:
+    if current_version(settings.bundle_dir) is None:
         print("onlinematch demo: training the first bundle on a history from the world (once, under a minute)")
     version = ensure_demo_bundle(settings.bundle_dir, world)
     url = f"http://{settings.host}:{settings.port}"
@@ -121,12 +122,6 @@ def _interval(text: str, command: str = "train", flag: str = "--every") -> float
     return value * unit
 
 
-def current_version_of(root: Path) -> str | None:
-    from offline.bundle import current_version
-
-    return current_version(root)
-
-
 def _log_bus(command: str, settings: Settings) -> Bus:
     if not settings.kafka_bootstrap_servers:
         raise SystemExit(f"onlinematch {command}: KAFKA_BOOTSTRAP_SERVERS must be set to read the service's topics")
@@ -135,14 +130,13 @@ def _log_bus(command: str, settings: Settings) -> Bus:
     return KafkaBus(settings.kafka_bootstrap_servers, settings.kafka_timeout_s)
 
 
-def export_logs(settings: Settings, out: Path, bus: Bus | None = None) -> int:
+def export_logs(settings: Settings, out: Path) -> int:
     """The decisions and feedback topics, joined into an interactions file (offline/logs.py)."""
     from offline.logs import export_logs as export
     from streaming.bus import BusUnavailable
 
     try:
-        source = bus or _log_bus("export-logs", settings)
-        joined = export(source, settings.decisions_topic, settings.feedback_topic, out)
+        joined = export(_log_bus("export-logs", settings), settings.decisions_topic, settings.feedback_topic, out)
     except (BusUnavailable, ValueError) as exc:
         print(f"onlinematch export-logs: {exc}", file=sys.stderr)
         return 2
@@ -156,7 +150,6 @@ def train(
     out: Path,
     every: str | None,
     from_topics: Settings | None = None,
-    bus: Bus | None = None,
     users: Path | None = None,
 ) -> int:
     """Train once, or every period; with ``from_topics``, each run first exports the service's
@@ -168,8 +161,7 @@ def train(
     from streaming.bus import BusUnavailable
 
     period = _interval(every) if every else None
-    if from_topics is not None and bus is None:
-        bus = _log_bus("train --from-topics", from_topics)
+    bus = _log_bus("train --from-topics", from_topics) if from_topics is not None else None
     while True:
         try:
             paths = list(interactions)
