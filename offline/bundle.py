@@ -164,10 +164,7 @@ class Bundle:
 
     def extra(self, name: str) -> NDArray[Any]:
         """An array serving does not load (e.g. the offline job's warm-start state), checksummed."""
-        file = self.path / f"{name}.npy"
-        if not file.exists() or self.manifest["checksums"].get(file.name) != _sha256(file):
-            raise BundleError(f"{file}: missing or checksum does not match manifest.json")
-        return np.asarray(np.load(file, allow_pickle=False))
+        return _load_listed(self.path, self.manifest, name, verify=True)
 
     @classmethod
     def load(cls, path: Path, verify: bool = True) -> Bundle:
@@ -191,10 +188,7 @@ class Bundle:
             # Python-level __array_finalize__, which cost ~5% of serving CPU.
             arrays[name] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
         for name in [*manifest.get("prior", {}).get("arrays", []), *manifest.get("user_tower", {}).get("arrays", [])]:
-            file = path / f"{name}.npy"
-            if not file.exists() or (verify and manifest["checksums"].get(file.name) != _sha256(file)):
-                raise BundleError(f"{file}: missing or checksum does not match manifest.json")
-            arrays[name] = np.asarray(np.load(file, allow_pickle=False))
+            arrays[name] = _load_listed(path, manifest, name, verify)
         bundle = cls(path, manifest, arrays)
         bundle._check_shapes()
         return bundle
@@ -219,6 +213,14 @@ class Bundle:
             raise BundleError(f"{self.path}/graph.npy: item rows out of range")
         if a["fresh"].size and (a["fresh"].min() < 0 or a["fresh"].max() >= n):
             raise BundleError(f"{self.path}/fresh.npy: item rows out of range")
+
+
+def _load_listed(path: Path, manifest: dict[str, Any], name: str, verify: bool) -> NDArray[Any]:
+    """An optional array the manifest lists, read into memory, checksummed when ``verify``."""
+    file = path / f"{name}.npy"
+    if not file.exists() or (verify and manifest["checksums"].get(file.name) != _sha256(file)):
+        raise BundleError(f"{file}: missing or checksum does not match manifest.json")
+    return np.asarray(np.load(file, allow_pickle=False))
 
 
 def load_current(root: Path, verify: bool = True) -> Bundle:

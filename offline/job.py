@@ -177,11 +177,8 @@ def run_job(
 
     # The fallback prior is calibrated where the embeddings did not train, like the students.
     cal_part, eval_part, _ = split_by_time(valid, 1.0 - cfg.calibration_fraction)
-    cal_u = np.array([user_index[u] for u in cal_part.user_ids], dtype=np.int64) - 1
-    cal_i = np.array([item_index[i] for i in cal_part.item_ids], dtype=np.int64)
-    dot = np.einsum("ed,ed->e", model.user_emb[cal_u], model.item_emb[cal_i]).astype(np.float64)
-    scale, bias = calibrate(dot, cal_part.reward.astype(np.float64))
-    all_i = np.array([item_index[i] for i in train.item_ids], dtype=np.int64)
+    scale, bias = calibrate(_dots(model, cal_part, user_index, item_index), cal_part.reward.astype(np.float64))
+    all_i = _rows(train, user_index, item_index)[1]
 
     prior_arrays, prior, ranker_metrics = _distil(model, train, cal_part, eval_part, user_index, item_index, cfg, out)
     if prior_arrays:
@@ -189,9 +186,7 @@ def run_job(
         ranker_metrics["prior_auc"] = ranker_metrics["student_auc"][served]
     else:
         prior = {"kind": "two_tower", "scale": scale}
-        ev_u = np.array([user_index[u] for u in eval_part.user_ids], dtype=np.int64) - 1
-        ev_i = np.array([item_index[i] for i in eval_part.item_ids], dtype=np.int64)
-        ev_dot = np.einsum("ed,ed->e", model.user_emb[ev_u], model.item_emb[ev_i]).astype(np.float64)
+        ev_dot = _dots(model, eval_part, user_index, item_index)
         ranker_metrics["prior_auc"] = auc(ev_dot, eval_part.reward.astype(np.float64))  # monotone in the prior
 
     n_clusters = max(1, min(cfg.clusters, len(users_all)))
@@ -263,12 +258,23 @@ def run_job(
     return JobReport(True, version, "published", metrics)
 
 
+def _rows(part: Interactions, user_index: dict[str, int], item_index: dict[str, int]) -> tuple[Any, Any]:
+    """Embedding rows of each interaction: user rows (E,) from 0 (``user_emb``), item rows (E,)."""
+    users = np.array([user_index[u] for u in part.user_ids], dtype=np.int64) - 1
+    return users, np.array([item_index[i] for i in part.item_ids], dtype=np.int64)
+
+
+def _dots(model: TwoTowerResult, part: Interactions, user_index: dict[str, int], item_index: dict[str, int]) -> Any:
+    """``<u, v>`` (E,) of each interaction: the two-tower score the fallback prior calibrates."""
+    users, items = _rows(part, user_index, item_index)
+    return np.einsum("ed,ed->e", model.user_emb[users], model.item_emb[items]).astype(np.float64)
+
+
 def _positives(part: Interactions, user_index: dict[str, int], item_index: dict[str, int]) -> tuple[Any, Any, Any]:
-    """Positive pairs: user rows (E,) from 1, item rows (E,), times (E,)."""
-    pos = part.reward > 0
-    users = np.array([user_index[u] for u in part.user_ids[pos]], dtype=np.int64)
-    items = np.array([item_index[i] for i in part.item_ids[pos]], dtype=np.int64)
-    return users, items, part.timestamp[pos]
+    """Positive pairs: user rows (E,) from 1 (the two-tower's numbering), item rows (E,), times (E,)."""
+    pos = part.take(part.reward > 0)
+    users, items = _rows(pos, user_index, item_index)
+    return users + 1, items, pos.timestamp
 
 
 def _holdout(
@@ -373,8 +379,8 @@ def _distil(
     rng = np.random.default_rng(cfg.rankers.seed)
 
     def rows(split: Any) -> tuple[Any, Any]:
-        u = model.user_emb[np.array([user_index[x] for x in split.user_ids]) - 1]
-        v = model.item_emb[np.array([item_index[x] for x in split.item_ids])]
+        users, items = _rows(split, user_index, item_index)
+        u, v = model.user_emb[users], model.item_emb[items]
         x, y = ranker_features(u, v), split.reward.astype(np.float64)
         if len(y) and (y > 0).all():  # positives only: as many random items as negatives
             negatives = ranker_features(u, model.item_emb[rng.integers(0, len(model.item_emb), len(u))])
