@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.lease import Report, ServingLease
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.recommender import BundleHolder, NoBundle, Recommender
@@ -28,12 +29,12 @@ from app.surfaces import Surfaces
 from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
 from streaming.consumer import FeedbackConsumer
 from streaming.opstats import Counters
-from streaming.stores import MemoryStore, Store, StoreUnavailable
+from streaming.stores import MemoryStore, Store
 
 log = structlog.get_logger(__name__)
 
 PROBLEM = "application/problem+json"
-HEARTBEAT_S = 10.0  # how often a replica reports its serving version (streaming.stores.retirable)
+HEARTBEAT_S = 10.0  # how often a replica renews its serving lease (app/lease.py); a third of the lease
 
 
 @dataclass
@@ -54,15 +55,15 @@ class Services:
     consumer: FeedbackConsumer | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, store: Store | None = None) -> Services:
+        """``store`` may be injected (tests); by default it comes from ``settings``."""
         metrics = Metrics()
-        store: Store
         bus: Bus
-        if settings.redis_url:
+        if store is None and settings.redis_url:
             from streaming.redis_store import RedisStore
 
             store = RedisStore.from_url(settings.redis_url, settings.redis_timeout_s)
-        else:
+        elif store is None:
             store = MemoryStore()
         if settings.kafka_bootstrap_servers:
             from streaming.kafka_bus import KafkaBus
@@ -71,7 +72,7 @@ class Services:
         else:
             bus = MemoryBus(default_partitions=settings.feedback_partitions)
         producer = bus.producer()
-        bundles = BundleHolder(settings.bundle_dir, metrics)
+        bundles = BundleHolder(settings.bundle_dir, metrics, ServingLease(store))
         surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
         counters = Counters()
         recommender = Recommender(settings, store, producer, bundles, surfaces, metrics, counters)
@@ -115,13 +116,13 @@ class Services:
             self.bundles.reload_if_changed()
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        """Tell the consumers which version this replica serves (statistics retirement)."""
+        """Renew the serving lease: tells the consumers which version this replica serves
+        (``app/lease.py``). A lost beat is retried within a second, well inside the lease."""
         while True:
-            # A lost beat is retried by the next one; retirement waits far longer than a beat.
-            if self.bundles.loaded:
-                with contextlib.suppress(StoreUnavailable):
-                    self.store.heartbeat(self.bundles.current.version, time.time())
-            if stop.wait(HEARTBEAT_S):
+            report = self.bundles.report()
+            if report is Report.UNAVAILABLE:
+                self.metrics.store_errors.labels("heartbeat").inc()
+            if stop.wait(HEARTBEAT_S if report is not Report.UNAVAILABLE else min(1.0, HEARTBEAT_S)):
                 return
 
     def _flush_counters(self, stop: threading.Event) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
 from app.surfaces import Surfaces
@@ -35,11 +36,17 @@ class NoBundle(RuntimeError):
 
 
 class BundleHolder:
-    """The serving bundle, swapped atomically when ``current`` moves (in-flight requests keep theirs)."""
+    """The serving bundle, swapped atomically when ``current`` moves (in-flight requests keep theirs).
 
-    def __init__(self, root: Path, metrics: Metrics) -> None:
+    With a ``lease`` (every serving process has one) a new version is reported to the fleet
+    before it is swapped in, and request contexts are stored only while the lease is held
+    (``app/lease.py``): statistics retirement relies on both.
+    """
+
+    def __init__(self, root: Path, metrics: Metrics, lease: ServingLease | None = None) -> None:
         self.root = root
         self._metrics = metrics
+        self._lease = lease
         self._bundle: Bundle | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -55,6 +62,17 @@ class BundleHolder:
     def loaded(self) -> bool:
         return self._bundle is not None
 
+    def reported(self, version: str) -> bool:
+        """May a request context for ``version`` be stored now (its serving lease is held)?"""
+        return self._lease is None or self._lease.held(version)
+
+    def report(self) -> Report | None:
+        """Renew the lease on the serving version (the heartbeat); None when nothing is loaded."""
+        bundle = self._bundle
+        if bundle is None or self._lease is None:
+            return None
+        return self._lease.acquire(bundle.version)
+
     def reload_if_changed(self) -> bool:
         version = current_version(self.root)
         if version is None or (self._bundle is not None and self._bundle.version == version):
@@ -66,6 +84,19 @@ class BundleHolder:
                 self.last_error = str(exc)
                 log.error("bundle_load_failed", error=str(exc))
                 return False
+            report = self._lease.acquire(bundle.version) if self._lease is not None else Report.GRANTED
+            if report is Report.REFUSED:
+                # Its old statistics are being deleted right now; the next poll swaps to it,
+                # with an empty namespace, once that is done.
+                self.last_error = f"bundle {bundle.version} waits: its old statistics are being retired"
+                log.warning("bundle_swap_deferred", version=bundle.version, reason="retiring")
+                return False
+            if report is Report.UNAVAILABLE and self._bundle is not None:
+                # Serving a version nobody was told of would let its statistics be retired.
+                self.last_error = f"bundle {bundle.version} waits: the statistics store did not answer its report"
+                log.warning("bundle_swap_deferred", version=bundle.version, reason="store_unavailable")
+                return False
+            # With nothing loaded yet, serve priors at once; contexts wait for the lease.
             self._bundle = bundle
             self.last_error = None
         self._metrics.bundle.info({"version": bundle.version})
@@ -233,11 +264,16 @@ class Recommender:
             ages=ages,
             user_id=user_id,
         )
-        try:
-            self._store.put_context(ctx, self._s.attribution_window_s)
-        except StoreUnavailable:
-            self._metrics.store_errors.labels("put_context").inc()
-            reasons.append("context_not_stored")
+        if not self._bundles.reported(bundle.version):
+            # Without a report that landed, feedback on this request could reach a namespace
+            # that a retirement pass is deleting (streaming.stores.retirable).
+            reasons.append("version_unreported")
+        else:
+            try:
+                self._store.put_context(ctx, self._s.attribution_window_s)
+            except StoreUnavailable:
+                self._metrics.store_errors.labels("put_context").inc()
+                reasons.append("context_not_stored")
         self._log_decision(ctx, config.count_served_as_impressions)
         for item in served:
             self._metrics.recommendations.labels(surface, str(item.explored).lower()).inc()

@@ -32,8 +32,9 @@ log = structlog.get_logger(__name__)
 
 FLAG = {"impression": "i", "click": "c", "reward": "r"}
 UNKNOWN_SURFACE = "_unknown"  # dead letters whose request context is gone
-# Beyond the attribution window, before an unserved version's statistics go: several serving
-# heartbeats (app.main.HEARTBEAT_S) and clock skew between hosts.
+# Beyond the attribution window, before an unserved version's statistics go: clock skew between
+# hosts and the time a consumer may hold a joined batch before applying it. The serving lease
+# (streaming.stores.SERVING_LEASE_S) is added by retirement itself.
 RETIRE_SLACK_S = 120.0
 
 
@@ -225,8 +226,8 @@ class FeedbackConsumer:
         self.close()
 
     def retire(self) -> dict[str, int]:
-        """Delete the statistics of versions no replica has served for the attribution window
-        plus slack (``streaming.stores.retirable``). Every consumer may run it: deleting twice is
+        """Delete the statistics of versions no replica has reported for the attribution window
+        plus slack plus the serving lease (``streaming.stores.retirable``). Every consumer may run it: deleting twice is
         harmless. Returns version → entries deleted."""
         self._retired_at = time.monotonic()
         try:

@@ -23,15 +23,22 @@ key                                                type    value                
 ``om:stats-surfaces``                              SET     surfaces that have counters           none
 ``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
 ``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
-``om:versions``                                    SET     versions with statistics              none
-``om:serving``                                     HASH    version → latest heartbeat (epoch s)  none
-                                                           of a replica serving it
+``om:{fleet}:versions``                            HASH    version → when its namespace was      none
+                                                           first written (epoch s)
+``om:{fleet}:serving``                             HASH    version → latest report (epoch s) of  none
+                                                           a replica serving it
+``om:{fleet}:retiring``                            HASH    version → when a retirement pass      none
+                                                           marked it (until its deletion ends)
 =================================================  ======  ====================================  ===========
 
 - ``<version>`` is the bundle version: a new bundle starts an empty namespace. Feedback keeps
   going to the version that served its request; a namespace is deleted (``drop_version``)
-  once no replica has served its version for the attribution window plus slack. The policy
-  and its reasons: ``streaming.stores.retirable``.
+  once no replica has reported its version for the attribution window plus slack plus the
+  serving lease. The policy and its reasons: ``streaming.stores.retirable``.
+- The three ``om:{fleet}:*`` hashes share the hash tag ``{fleet}``, so the scripts that check
+  and mark a retirement, and that refuse a report of a version being retired, are atomic in a
+  Redis Cluster too. (They replaced round 1's ``om:versions`` SET and ``om:serving`` HASH;
+  a store with only those keys lists nothing for retirement, so nothing is deleted.)
 - ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics, watermarks
   and credits share a slot, so the apply script is atomic per item in a cluster too. Ids with
   braces are refused at the edge (``streaming.events.check_id``), so no other part of a key
@@ -47,6 +54,7 @@ key                                                type    value                
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
@@ -134,8 +142,54 @@ def credit_key(version: str, item: str, request_id: str) -> str:
     return f"om:v:{version}:credit:{{{item}}}:{request_id}"
 
 
-VERSIONS_KEY = "om:versions"
-SERVING_KEY = "om:serving"
+VERSIONS_KEY = "om:{fleet}:versions"
+SERVING_KEY = "om:{fleet}:serving"
+RETIRING_KEY = "om:{fleet}:retiring"
+
+# A report of a version being retired is refused (0); otherwise the latest report is kept (1).
+# KEYS = serving, retiring; ARGV = version, now.
+_HEARTBEAT = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur or tonumber(ARGV[2]) > tonumber(cur) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+# One step of a deletion, taken only while the version is marked retiring (0 otherwise).
+# KEYS = retiring, then the n keys the step works on; ARGV = version, "HDEL" or "UNLINK", n.
+# HDEL removes the version's field from each hash key; UNLINK removes the keys themselves.
+_WHILE_MARKED = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local n = 0
+for i = 2, 1 + tonumber(ARGV[3]) do
+  if ARGV[2] == 'HDEL' then redis.call('HDEL', KEYS[i], ARGV[1]); n = n + 1
+  else n = n + redis.call('UNLINK', KEYS[i]) end
+end
+return n
+"""
+
+# streaming.stores.retirable for one version, checked and marked in one step (1 marked, 0 not).
+# KEYS = versions, serving, retiring; ARGV = version, now, grace + lease.
+_BEGIN_RETIRE = """
+local v, now, horizon = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('HEXISTS', KEYS[3], v) == 1 then return 1 end
+local serving = redis.call('HGETALL', KEYS[2])
+local live, last = false, nil
+for i = 1, #serving, 2 do
+  local seen = tonumber(serving[i + 1])
+  if now - seen <= horizon then
+    live = true
+    if serving[i] == v then return 0 end
+  end
+  if serving[i] == v then last = seen end
+end
+if not live then return 0 end
+local born = redis.call('HGET', KEYS[1], v)
+if not last and born then last = tonumber(born) end
+if not last or now - last <= horizon then return 0 end
+redis.call('HSET', KEYS[3], v, ARGV[2])
+return 1
+"""
 SURFACES_KEY = "om:surfaces"
 SURFACE_CHANGES_KEY = "om:surface-changes"
 
@@ -151,9 +205,13 @@ def _text(value: bytes | str | None) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time) -> None:
         self._r = client
+        self._clock = clock  # epoch seconds: dates a namespace's first write
         self._apply = client.register_script(_APPLY)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._begin_retire = client.register_script(_BEGIN_RETIRE)
+        self._while_marked = client.register_script(_WHILE_MARKED)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStore:
@@ -196,7 +254,7 @@ class RedisStore:
         ttl_ms = max(1, int(credit_ttl_s * 1000))
         # Listed before it is written (every call: another process may have retired it), so no
         # namespace can exist without being listed for retirement.
-        self._r.sadd(VERSIONS_KEY, version)
+        self._r.hsetnx(VERSIONS_KEY, version, repr(self._clock()))
         results: list[Applied] = []
         for start in range(0, len(deltas), APPLY_CHUNK):
             keys: list[str] = []
@@ -299,33 +357,51 @@ class RedisStore:
         return {int(_text(p)): int(n) for p, n in self._r.hgetall(f"om:lag:{group}").items()}
 
     @_unavailable_on_redis_error
-    def heartbeat(self, version: str, now: float) -> None:
-        self._r.hset(SERVING_KEY, version, repr(now))
+    def heartbeat(self, version: str, now: float) -> bool:
+        return bool(self._heartbeat(keys=[SERVING_KEY, RETIRING_KEY], args=[version, repr(now)]))
 
     @_unavailable_on_redis_error
     def serving_versions(self) -> dict[str, float]:
         return {_text(v): float(t) for v, t in self._r.hgetall(SERVING_KEY).items()}
 
     @_unavailable_on_redis_error
-    def stats_versions(self) -> set[str]:
-        return {_text(v) for v in self._r.smembers(VERSIONS_KEY)}
+    def stats_versions(self) -> dict[str, float]:
+        return {_text(v): float(t) for v, t in self._r.hgetall(VERSIONS_KEY).items()}
+
+    @_unavailable_on_redis_error
+    def retiring_versions(self) -> set[str]:
+        return {_text(v) for v in self._r.hkeys(RETIRING_KEY)}
+
+    @_unavailable_on_redis_error
+    def begin_retire(self, version: str, now: float, grace_s: float, lease_s: float) -> bool:
+        keys = [VERSIONS_KEY, SERVING_KEY, RETIRING_KEY]
+        return bool(self._begin_retire(keys=keys, args=[version, repr(now), repr(grace_s + lease_s)]))
 
     @_unavailable_on_redis_error
     def drop_version(self, version: str) -> int:
-        # SCAN + UNLINK in batches: never one blocking command over a whole namespace.
+        marked = [RETIRING_KEY]
+        # Unlisted first: an apply racing this lists the namespace again (HSETNX), so whatever
+        # it writes after the scan has passed is retired by a later pass, never orphaned.
+        if not self._while_marked(keys=[*marked, VERSIONS_KEY], args=[version, "HDEL", 1]):
+            return 0
+        # SCAN + UNLINK in batches: never one blocking command over a whole namespace. Each
+        # batch goes only while the mark stands: once another consumer has finished this
+        # version (and a replica may serve it again, empty), nothing more is deleted.
         pattern = "om:v:" + "".join("\\" + c if c in "*?[]\\" else c for c in version) + ":*"
         dropped = 0
         batch: list[bytes] = []
         for key in self._r.scan_iter(match=pattern, count=1000):
             batch.append(key)
             if len(batch) >= 1000:
-                dropped += int(self._r.unlink(*batch))
+                dropped += self._unlink_marked(version, batch)
                 batch = []
         if batch:
-            dropped += int(self._r.unlink(*batch))
-        self._r.srem(VERSIONS_KEY, version)
-        self._r.hdel(SERVING_KEY, version)
+            dropped += self._unlink_marked(version, batch)
+        self._while_marked(keys=[*marked, SERVING_KEY, RETIRING_KEY], args=[version, "HDEL", 2])
         return dropped
+
+    def _unlink_marked(self, version: str, keys: list[bytes]) -> int:
+        return int(self._while_marked(keys=[RETIRING_KEY, *keys], args=[version, "UNLINK", len(keys)]))
 
     def ping(self) -> bool:
         try:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -127,52 +127,123 @@ class Store(Protocol):
 
     def get_lag(self, group: str) -> dict[int, int]: ...
 
-    def heartbeat(self, version: str, now: float) -> None:
-        """A serving replica says it serves ``version`` at ``now`` (epoch seconds)."""
+    def heartbeat(self, version: str, now: float) -> bool:
+        """A serving replica reports that it serves ``version`` at ``now`` (epoch seconds), before
+        it answers any request from it and then periodically. ``False`` (nothing written) while
+        the version is being retired: the replica must not start serving it then."""
         ...
 
     def serving_versions(self) -> dict[str, float]:
-        """Version → the latest heartbeat of any replica serving it."""
+        """Version → the latest report of any replica serving it."""
         ...
 
-    def stats_versions(self) -> set[str]:
-        """Versions that have statistics (namespaces written by ``apply``)."""
+    def stats_versions(self) -> dict[str, float]:
+        """Versions that have a statistics namespace → when it was first written (epoch s,
+        the store's clock). A namespace is listed before anything is written into it."""
+        ...
+
+    def retiring_versions(self) -> set[str]:
+        """Versions marked by ``begin_retire`` whose ``drop_version`` has not finished."""
+        ...
+
+    def begin_retire(self, version: str, now: float, grace_s: float, lease_s: float) -> bool:
+        """Atomically re-check ``retirable`` for ``version`` against the store's current state and,
+        if it holds (or the version is already marked), mark it retiring: from then on
+        ``heartbeat`` refuses it. ``True`` when marked."""
         ...
 
     def drop_version(self, version: str) -> int:
-        """Delete a version's namespace (statistics, watermarks, credits, fresh-item counts) and
-        its heartbeat; return the number of entries deleted."""
+        """Delete a version marked by ``begin_retire``: its namespace (statistics, watermarks,
+        credits, fresh-item counts), its listing, its serving record, then its mark; return the
+        number of entries deleted (0, deleting nothing, for an unmarked version). Every step is
+        taken only while the mark stands, so of several consumers finishing one version, none
+        deletes anything once another has finished (a replica may serve it again then). The
+        listing goes first, so an apply racing the deletion lists the namespace again and
+        nothing it writes can outlive the listing."""
         ...
 
     def ping(self) -> bool: ...
 
 
-def retirable(stats_versions: set[str], serving: dict[str, float], now: float, grace_s: float) -> list[str]:
+# How long a replica may go on storing request contexts for a version after its last report
+# that landed (app/lease.py). Retirement adds it to the grace period: a report is proof of
+# serving until a lease later, not only at the instant it was written.
+SERVING_LEASE_S = 30.0
+
+
+def retirable(
+    stats_versions: dict[str, float],
+    serving: dict[str, float],
+    retiring: set[str],
+    now: float,
+    grace_s: float,
+    lease_s: float = SERVING_LEASE_S,
+) -> list[str]:
     """The policy for a bundle version change: which namespaces may be deleted.
 
-    A new bundle starts an empty namespace (a new clustering changes what every coordinate
-    means, and a new prior what every residual means). Feedback on a request keeps going to the
-    version that served it, for the whole attribution window, so an old namespace must outlive
-    the last request served from it by ``grace_s`` (the attribution window plus heartbeat
-    slack). A namespace is retired once no replica has served its version for ``grace_s``.
-    With no recent heartbeat from any replica there is no evidence of what is served, so
-    nothing is retired.
+    Parameters
+    ----------
+    stats_versions : version → when its statistics namespace was first written
+    serving : version → the latest report of any replica serving it
+    retiring : versions already marked by a retirement pass (finished, whatever else holds)
+    now : epoch seconds
+    grace_s : how long after the last request served from a version feedback may still be
+        applied to it: the attribution window plus clock skew and consumer delay
+    lease_s : how long a replica may serve after its last report (``SERVING_LEASE_S``)
 
-    >>> retirable({"v1", "v2", "v3"}, {"v2": 990.0, "v3": 1000.0, "v1": 100.0}, now=1000.0, grace_s=60.0)
+    The invariant: a namespace that any replica may be serving, or that may still get
+    feedback, is never deleted. It holds by construction, not by timing, because of three rules
+    kept by the replicas and the store:
+
+    1. **Report before serving.** A replica reports a version (``Store.heartbeat``) before it
+       answers a request from it, and stores a request context (the only thing feedback can be
+       joined to) only within ``lease_s`` of a report that landed. So the last context of a
+       version is stored at most ``lease_s`` after its latest report, and its last feedback is
+       applied at most ``grace_s`` after that: a version is retirable only when its latest
+       report is older than ``grace_s + lease_s``.
+    2. **A version nobody has reported is judged by its first write.** A namespace written
+       with no serving record (by a replica of an older release mid-upgrade that swapped
+       without reporting, or after its record was lost) is kept until it has existed
+       unreported for the same period. Where a record exists it is the evidence, since it
+       bounds the last context stored.
+    3. **Check and mark atomically, then delete.** ``Store.begin_retire`` re-checks this rule
+       against the store's state and marks the version in one atomic step; from then on reports
+       of it are refused, so no replica can start serving a version while its statistics are
+       being deleted. A swap to it waits until the deletion ends and then starts empty.
+
+    With no live report from any replica there is no evidence of what is served, so only
+    versions already marked are returned. Versions with a serving record but no statistics are
+    returned too, so that stale records do not pile up.
+
+    Returns the versions to retire, sorted.
+
+    >>> born = {"v1": 0.0, "v2": 500.0, "v3": 990.0}
+    >>> retirable(born, {"v2": 990.0, "v1": 100.0}, set(), now=1000.0, grace_s=60.0, lease_s=30.0)
     ['v1']
-    >>> retirable({"v1"}, {"v1": 100.0}, now=1000.0, grace_s=60.0)  # no replica reports: keep all
+    >>> retirable(born, {"v1": 100.0}, set(), now=1000.0, grace_s=60.0, lease_s=30.0)  # none live: keep
     []
+    >>> retirable(born, {"v1": 100.0}, {"v1"}, now=1000.0, grace_s=60.0, lease_s=30.0)  # finish a mark
+    ['v1']
     """
-    live = {v for v, seen in serving.items() if now - seen <= grace_s}
+    horizon = grace_s + lease_s
+    live = {v for v, seen in serving.items() if now - seen <= horizon}
     if not live:
-        return []
-    return sorted(stats_versions - live)
+        return sorted(retiring)
+    known = set(stats_versions) | set(serving) | retiring
+
+    def last_evidence(v: str) -> float:
+        return serving[v] if v in serving else stats_versions.get(v, -np.inf)
+
+    return sorted(v for v in known if v in retiring or (v not in live and now - last_evidence(v) > horizon))
 
 
-def retire_versions(store: Store, now: float, grace_s: float) -> dict[str, int]:
-    """Apply ``retirable`` to the store: version → entries deleted."""
-    doomed = retirable(store.stats_versions(), store.serving_versions(), now, grace_s)
-    return {version: store.drop_version(version) for version in doomed}
+def retire_versions(store: Store, now: float, grace_s: float, lease_s: float | None = None) -> dict[str, int]:
+    """One retirement pass: plan with ``retirable``, mark each version atomically
+    (``begin_retire``, which re-checks), then delete it. Version → entries deleted.
+    ``lease_s`` defaults to ``SERVING_LEASE_S`` as it is when called."""
+    lease_s = SERVING_LEASE_S if lease_s is None else lease_s
+    plan = retirable(store.stats_versions(), store.serving_versions(), store.retiring_versions(), now, grace_s, lease_s)
+    return {v: store.drop_version(v) for v in plan if store.begin_retire(v, now, grace_s, lease_s)}
 
 
 SURFACE_LOG_LENGTH = 1000
@@ -187,9 +258,13 @@ def merge_flags(current: str, new: str) -> str:
 
 
 class MemoryStore:
-    """The embedded default: the same semantics in process, thread-safe; TTLs on a monotonic clock."""
+    """The embedded default: the same semantics in process, thread-safe; TTLs on a monotonic
+    clock; ``clock`` (epoch seconds) dates the first write of each namespace."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._born: dict[str, float] = {}
+        self._retiring: set[str] = set()
         self._stats: dict[tuple[str, str], dict[int, list[float]]] = {}
         self._marks: dict[tuple[str, str], dict[int, int]] = {}
         self._credits: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -233,6 +308,7 @@ class MemoryStore:
         now = time.monotonic()
         results = []
         with self._lock:
+            self._born.setdefault(version, self._clock())
             for delta in deltas:
                 marks = self._marks.setdefault((version, delta.item), {})
                 mark = marks.get(partition, -1)
@@ -316,26 +392,44 @@ class MemoryStore:
         with self._lock:
             return dict(self._lag.get(group, {}))
 
-    def heartbeat(self, version: str, now: float) -> None:
+    def heartbeat(self, version: str, now: float) -> bool:
         with self._lock:
+            if version in self._retiring:
+                return False
             self._serving[version] = max(now, self._serving.get(version, now))
+            return True
 
     def serving_versions(self) -> dict[str, float]:
         with self._lock:
             return dict(self._serving)
 
-    def stats_versions(self) -> set[str]:
+    def stats_versions(self) -> dict[str, float]:
         with self._lock:
-            return {v for v, _ in self._stats} | {v for v, _ in self._marks}
+            return dict(self._born)
+
+    def retiring_versions(self) -> set[str]:
+        with self._lock:
+            return set(self._retiring)
+
+    def begin_retire(self, version: str, now: float, grace_s: float, lease_s: float) -> bool:
+        with self._lock:
+            planned = retirable(self._born, self._serving, self._retiring, now, grace_s, lease_s)
+            if version in planned:
+                self._retiring.add(version)
+            return version in self._retiring
 
     def drop_version(self, version: str) -> int:
         with self._lock:
+            if version not in self._retiring:
+                return 0
+            self._born.pop(version, None)
             before = len(self._stats) + len(self._marks) + len(self._impressions) + len(self._credits)
             self._stats = {k: v for k, v in self._stats.items() if k[0] != version}
             self._marks = {k: v for k, v in self._marks.items() if k[0] != version}
             self._impressions = {k: v for k, v in self._impressions.items() if k[0] != version}
             self._credits = {k: v for k, v in self._credits.items() if k[0] != version}
             self._serving.pop(version, None)
+            self._retiring.discard(version)
             return before - (len(self._stats) + len(self._marks) + len(self._impressions) + len(self._credits))
 
     def _evict(self, now: float) -> None:

@@ -21,7 +21,10 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
     else:
-        yield RedisStore.from_url(request.getfixturevalue("redis_url"), timeout_s=2.0)
+        url = request.getfixturevalue("redis_url")
+        # The fleet's serving and retirement records are server-wide: each test starts clean.
+        redis.Redis.from_url(url).flushdb()
+        yield RedisStore.from_url(url, timeout_s=2.0)
 
 
 @pytest.fixture
@@ -118,11 +121,15 @@ def test_a_version_is_listed_and_dropped_whole(store: Store, version: str) -> No
     )
     store.apply(other, 0, [delta("a", 1, [0], [2.0], [2.0])], TTL)
     store.count_impressions(version, {"a": 3})
-    store.heartbeat(version, 100.0)
-    store.heartbeat(other, 200.0)
-    assert {version, other} <= store.stats_versions()
-    assert store.serving_versions()[version] == 100.0 and store.serving_versions()[other] == 200.0
+    now = time.time()
+    assert store.heartbeat(version, now - 1000.0) and store.heartbeat(other, now)
+    assert {version, other} <= set(store.stats_versions())
+    assert abs(store.stats_versions()[version] - now) < 60.0  # dated by its first write
+    assert store.serving_versions()[version] == now - 1000.0 and store.serving_versions()[other] == now
 
+    assert store.drop_version(version) == 0  # unmarked: nothing is deleted
+    assert store.begin_retire(version, now, grace_s=500.0, lease_s=30.0)
+    assert version in store.retiring_versions()
     dropped = store.drop_version(version)
     assert dropped >= 5  # statistics and watermarks of a and b, a's credit (and its fresh count)
     w2, b = store.gather(version, ["a", "b"], np.array([0, 1]))
@@ -130,10 +137,44 @@ def test_a_version_is_listed_and_dropped_whole(store: Store, version: str) -> No
     assert store.watermarks(version, 0, ["a", "b"]) == {"a": -1, "b": -1}
     assert store.credits(version, [("a", "r1")]) == {("a", "r1"): ""}
     assert version not in store.stats_versions() and version not in store.serving_versions()
+    assert version not in store.retiring_versions()
     # The other version is untouched.
     w2, _ = store.gather(other, ["a"], np.array([0]))
     assert w2[0, 0] == 2.0 and other in store.stats_versions()
     assert store.drop_version(version) == 0  # idempotent: every consumer may retire
+    store.heartbeat(other, 0.0)  # the serving record keeps the latest report
+    assert store.serving_versions()[other] == now
+
+
+def test_retirement_is_checked_and_marked_atomically(store: Store, version: str) -> None:
+    stale, live = version, version + "-live"
+    now = time.time()
+    store.apply(stale, 0, [delta("a", 1, [0], [1.0], [1.0])], TTL)
+    store.heartbeat(stale, now - 100.0)
+    assert not store.begin_retire(stale, now, grace_s=60.0, lease_s=30.0)  # no live replica: no evidence
+    store.heartbeat(live, now)
+    assert not store.begin_retire(stale, now, grace_s=80.0, lease_s=30.0)  # reported within grace + lease
+    assert not store.begin_retire(live, now, grace_s=60.0, lease_s=30.0)
+    assert store.begin_retire(stale, now, grace_s=60.0, lease_s=30.0)
+    # While marked, a report is refused (no replica may start serving it) and nothing is written.
+    assert not store.heartbeat(stale, now + 1.0)
+    assert store.serving_versions()[stale] == now - 100.0
+    assert store.begin_retire(stale, now, grace_s=1e9, lease_s=30.0)  # marked stays marked
+    store.drop_version(stale)
+    # Once deleted, the version may be served again, from an empty namespace.
+    assert store.heartbeat(stale, now + 2.0)
+    w2, _ = store.gather(stale, ["a"], np.array([0]))
+    assert w2[0, 0] == 0.0
+
+
+def test_a_namespace_without_a_serving_record_is_judged_by_its_first_write(store: Store, version: str) -> None:
+    now = time.time()
+    store.heartbeat(version + "-live", now)
+    store.apply(version, 0, [delta("a", 1, [0], [1.0], [1.0])], TTL)
+    assert not store.begin_retire(version, now, grace_s=60.0, lease_s=30.0)  # written just now
+    store.heartbeat(version + "-live", now + 91.0)
+    assert store.begin_retire(version, now + 91.0, grace_s=60.0, lease_s=30.0)
+    assert store.drop_version(version) >= 2
 
 
 def test_doubles_survive_the_round_trip_exactly(store: Store, version: str) -> None:
