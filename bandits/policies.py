@@ -30,6 +30,7 @@ from bandits.checks import (
     same_length,
 )
 from bandits.diag import Decay, DiagStats, SparseContext, _diag_scores, aggregate
+from bandits.pooled import _pooled_scores, pooled_sample
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Feedback:
     prior : (E,) float64 offline prediction logged with the impression
     reward : (E,) float64 observed reward (0 when none)
     t : (E,) float64 event time (used by forgetting)
+    exam : (E,) float64 examination weight of the slot each item was shown in (1: the top
+        slot, or no position model); the update is ``w2 += (w·e)²``, ``b += w·e·(r − e·p)``,
+        the regression of ``E[r] = e·(p + θ)`` (``bandits/README.md``)
     """
 
     items: IntArray
@@ -66,6 +70,7 @@ class Feedback:
     prior: FloatArray
     reward: FloatArray
     t: FloatArray
+    exam: FloatArray
 
     @classmethod
     def of(
@@ -76,6 +81,7 @@ class Feedback:
         prior: ArrayLike,
         reward: ArrayLike,
         t: ArrayLike | None = None,
+        exam: ArrayLike | None = None,
     ) -> Feedback:
         it = as_index("items", items, 1)
         idx = as_index("indices", indices, 2)
@@ -83,10 +89,13 @@ class Feedback:
         p = as_float("prior", prior, 1)
         r = as_float("reward", reward, 1)
         t_arr = np.zeros(len(it)) if t is None else as_float("t", t, 1)
-        same_length(items=it, indices=idx, weights=w, prior=p, reward=r, t=t_arr)
+        e = np.ones(len(it)) if exam is None else as_float("exam", exam, 1)
+        same_length(items=it, indices=idx, weights=w, prior=p, reward=r, t=t_arr, exam=e)
         if idx.shape != w.shape:
             raise ValueError(f"indices/weights: shapes differ, {idx.shape} vs {w.shape}")
-        return cls(it, idx, w, p, r, t_arr)
+        if len(e) and (e.min() < 0.0 or e.max() > 1.0):
+            raise ValueError("exam: examination weights must lie in [0, 1]")
+        return cls(it, idx, w, p, r, t_arr, e)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -131,7 +140,12 @@ def _check_score_args(
 
 
 class _DiagFamily:
-    """Shared state handling of the policies that read ``DiagStats``."""
+    """Shared state handling of the policies that read ``DiagStats``.
+
+    With ``config.lam_pool`` set, the state's last coordinate is the pool coordinate
+    (``bandits/pooled.py``): every update adds to it with weight 1, and scores read the
+    pooled residual. Contexts then name only the other coordinates.
+    """
 
     config: Any
 
@@ -141,12 +155,17 @@ class _DiagFamily:
     def update(self, state: DiagStats, feedback: Feedback) -> None:
         if state.shape[0] and len(feedback) and feedback.items.max() >= state.shape[0]:
             raise ValueError(f"items: index {int(feedback.items.max())} out of range (< {state.shape[0]})")
+        indices, weights = feedback.indices, feedback.weights
+        if self.config.lam_pool is not None:
+            pool = np.full((len(feedback), 1), state.shape[1] - 1, dtype=np.int64)
+            indices, weights = np.hstack([indices, pool]), np.hstack([weights, np.ones((len(feedback), 1))])
+        e = feedback.exam
         state.apply(
             aggregate(
                 feedback.items,
-                feedback.indices,
-                feedback.weights,
-                feedback.reward - feedback.prior,
+                indices,
+                weights * e[:, None],
+                feedback.reward - e * feedback.prior,
                 feedback.t,
                 state.decay,
             )
@@ -158,26 +177,50 @@ class _DiagFamily:
     def state_from_bytes(self, data: bytes) -> DiagStats:
         return DiagStats.from_bytes(data)
 
+    def _pooled_stats(
+        self, state: DiagStats, context: SparseContext, items: ArrayLike, prior: ArrayLike, now: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """``(p, w2, b, n0, b0)``: the clusters' sums (N, K) and the pool coordinate's (N,)."""
+        it, p = _check_score_args(state.shape, items, prior, context)
+        pool = state.shape[1] - 1
+        if len(context.indices) and context.indices.max() >= pool:
+            raise ValueError(f"context.indices: coordinate {pool} is the pool coordinate; contexts stop below it")
+        d, b = state.gather(it, np.append(context.indices, pool), now)
+        w2 = d - state.lam
+        return p, w2[:, :-1], b[:, :-1], w2[:, -1], b[:, -1]
+
     def _mean_bonus(
         self, state: DiagStats, context: SparseContext, items: ArrayLike, prior: ArrayLike, now: float, alpha: float
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        if self.config.lam_pool is not None:
+            p, w2, b, n0, b0 = self._pooled_stats(state, context, items, prior, now)
+            mean, bonus = _pooled_scores(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool, alpha)
+            return mean, bonus, state.lam + w2, b
         it, p = _check_score_args(state.shape, items, prior, context)
         d, b = state.gather(it, context.indices, now)
         mean, bonus = _diag_scores(p, context.weights, d, b, alpha)
         return mean, bonus, d, b
 
 
+def _check_pool(lam_pool: float | None) -> None:
+    if lam_pool is not None:
+        positive("lam_pool", lam_pool)
+
+
 @dataclass(frozen=True)
 class DiagLinUCBConfig:
-    """``alpha``: UCB width; ``lam``: ridge λ; ``half_life``: forgetting (None: off)."""
+    """``alpha``: UCB width; ``lam``: ridge λ; ``half_life``: forgetting (None: off);
+    ``lam_pool``: pooled residual strength λ_c (None: plain per-coordinate Diag)."""
 
     alpha: float = 1.0
     lam: float = 1.0
     half_life: float | None = None
+    lam_pool: float | None = None
 
     def __post_init__(self) -> None:
         non_negative("alpha", self.alpha)
         positive("lam", self.lam)
+        _check_pool(self.lam_pool)
         if self.half_life is not None:
             positive("half_life", self.half_life)
 
@@ -215,15 +258,18 @@ class DiagLinUCB(_DiagFamily):
 
 @dataclass(frozen=True)
 class DiagThompsonConfig:
-    """``sigma``: posterior scale (θ ~ N(b/d, σ²/d)); ``lam``: ridge λ; ``half_life``: forgetting."""
+    """``sigma``: posterior scale (θ ~ N(b/d, σ²/d)); ``lam``: ridge λ; ``half_life``: forgetting;
+    ``lam_pool``: pooled residual (``bandits/pooled.py``)."""
 
     sigma: float = 0.5
     lam: float = 1.0
     half_life: float | None = None
+    lam_pool: float | None = None
 
     def __post_init__(self) -> None:
         non_negative("sigma", self.sigma)
         positive("lam", self.lam)
+        _check_pool(self.lam_pool)
         if self.half_life is not None:
             positive("half_life", self.half_life)
 
@@ -254,6 +300,12 @@ class DiagThompson(_DiagFamily):
         rng: np.random.Generator,
         now: float = 0.0,
     ) -> Scores:
+        if self.config.lam_pool is not None:
+            p, w2, b, n0, b0 = self._pooled_stats(state, context, items, prior, now)
+            mean, _ = _pooled_scores(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool, 0.0)
+            draw = pooled_sample(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool,
+                                 self.config.sigma, rng)  # fmt: skip
+            return Scores(mean, draw)
         mean, _, d, b = self._mean_bonus(state, context, items, prior, now, 0.0)
         theta = b / d + self.config.sigma / np.sqrt(d) * rng.standard_normal(d.shape)
         return Scores(mean, prior + theta @ context.weights)
@@ -266,10 +318,12 @@ class EpsilonGreedyConfig:
     epsilon: float = 0.05
     lam: float = 1.0
     half_life: float | None = None
+    lam_pool: float | None = None
 
     def __post_init__(self) -> None:
         fraction("epsilon", self.epsilon)
         positive("lam", self.lam)
+        _check_pool(self.lam_pool)
         if self.half_life is not None:
             positive("half_life", self.half_life)
 
@@ -310,9 +364,11 @@ class GreedyConfig:
 
     lam: float = 1.0
     half_life: float | None = None
+    lam_pool: float | None = None
 
     def __post_init__(self) -> None:
         positive("lam", self.lam)
+        _check_pool(self.lam_pool)
         if self.half_life is not None:
             positive("half_life", self.half_life)
 
@@ -501,7 +557,7 @@ def make_policy(name: str, **params: Any) -> Policy[Any]:
     """Build a registered policy from its name and config fields.
 
     >>> make_policy("diag_linucb", alpha=0.3).config
-    DiagLinUCBConfig(alpha=0.3, lam=1.0, half_life=None)
+    DiagLinUCBConfig(alpha=0.3, lam=1.0, half_life=None, lam_pool=None)
     """
     if name not in _REGISTRY:
         raise ValueError(f"policy: unknown {name!r}; known: {', '.join(POLICY_NAMES)}")

@@ -145,4 +145,4 @@ def _to_feedback(pending: list[tuple[int, IntArray, FloatArray, FloatArray, Spar
         reward[row : row + m] = r
         t_arr[row : row + m] = t
         row += m
-    return Feedback(items, indices, weights, prior, reward, t_arr)
+    return Feedback(items, indices, weights, prior, reward, t_arr, np.ones(n))

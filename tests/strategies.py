@@ -14,17 +14,22 @@ K = 3
 
 
 @st.composite
-def feedback_batches(draw: st.DrawFn, max_events: int = 20, with_reward: bool = True) -> Feedback:
-    """A batch of impressions over ``N_ITEMS`` items and a ``DIM``-coordinate context."""
+def feedback_batches(
+    draw: st.DrawFn, max_events: int = 20, with_reward: bool = True, dim: int = DIM, with_exam: bool = False
+) -> Feedback:
+    """A batch of impressions over ``N_ITEMS`` items and a ``dim``-coordinate context; with
+    ``with_exam``, each shown at a slot with a random examination weight in [0, 1]."""
     e = draw(st.integers(1, max_events))
     items = draw(hnp.arrays(np.int64, e, elements=st.integers(0, N_ITEMS - 1)))
-    indices = np.stack([draw(st.permutations(range(DIM)))[:K] for _ in range(e)]).astype(np.int64)
+    indices = np.stack([draw(st.permutations(range(dim)))[:K] for _ in range(e)]).astype(np.int64)
     weights = draw(hnp.arrays(np.float64, (e, K), elements=st.floats(0.0, 1.0, allow_nan=False)))
     prior = draw(hnp.arrays(np.float64, e, elements=st.floats(0.0, 1.0, allow_nan=False)))
     rewards = st.sampled_from([0.0, 1.0]) if with_reward else st.just(0.0)
     reward = draw(hnp.arrays(np.float64, e, elements=rewards))
     t = np.sort(draw(hnp.arrays(np.float64, e, elements=st.floats(0.0, 100.0, allow_nan=False))))
-    return Feedback.of(items, indices, weights, prior, reward, t)
+    exams = st.floats(0.0, 1.0, allow_nan=False) if with_exam else st.just(1.0)
+    exam = draw(hnp.arrays(np.float64, e, elements=exams))
+    return Feedback.of(items, indices, weights, prior, reward, t, exam)
 
 
 def contexts() -> st.SearchStrategy[tuple[list[int], list[float]]]:

@@ -26,7 +26,7 @@ LAM = 1.0
 
 def _one(fb: Feedback, i: int) -> Feedback:
     s = slice(i, i + 1)
-    return Feedback(fb.items[s], fb.indices[s], fb.weights[s], fb.prior[s], fb.reward[s], fb.t[s])
+    return Feedback(fb.items[s], fb.indices[s], fb.weights[s], fb.prior[s], fb.reward[s], fb.t[s], fb.exam[s])
 
 
 @given(feedback_batches())
@@ -45,7 +45,13 @@ def test_updates_commute(fb: Feedback, rnd: object) -> None:
     order = np.arange(len(fb))
     rnd.shuffle(order)  # type: ignore[attr-defined]  # hypothesis Random
     shuffled = Feedback(
-        fb.items[order], fb.indices[order], fb.weights[order], fb.prior[order], fb.reward[order], fb.t[order]
+        fb.items[order],
+        fb.indices[order],
+        fb.weights[order],
+        fb.prior[order],
+        fb.reward[order],
+        fb.t[order],
+        fb.exam[order],
     )
     a, b = aggregate_state(fb), aggregate_state(shuffled)
     np.testing.assert_allclose(a.w2, b.w2, atol=1e-12)

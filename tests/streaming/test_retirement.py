@@ -218,7 +218,7 @@ class Retirement(RuleBasedStateMachine):
 
 def run(make_store: StoreFactory, examples: int) -> None:
     run_state_machine_as_test(
-        lambda: Retirement(make_store),
+        lambda: Retirement(make_store),  # type: ignore[arg-type]  # hypothesis accepts any factory; its stub says type
         settings=settings(
             max_examples=examples,
             stateful_step_count=60,
