@@ -5,10 +5,20 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 
-# Braces are refused: they would become Redis Cluster hash tags in the key layout.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^{}]+$")]
+from streaming.events import RESERVED_PREFIX
+
+
+def _not_reserved(value: str) -> str:
+    if value.startswith(RESERVED_PREFIX):
+        raise ValueError(f"ids starting with {RESERVED_PREFIX!r} are reserved")
+    return value
+
+
+# Braces are refused: they would become Redis Cluster hash tags in the key layout. The reserved
+# prefix names the service's own pseudo-items (streaming.events.calibration_item).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^{}]+$"), AfterValidator(_not_reserved)]
 SurfaceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -98,3 +108,8 @@ class SurfaceUpdate(BaseModel):
     explore_slots: Annotated[int, Field(ge=0, le=100)] | None = None
     explore_traffic: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     count_served_as_impressions: bool | None = None
+    pooled: bool | None = None
+    lam_pool: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    calibrate: bool | None = None
+    position_aware: bool | None = None
+    fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from app.calibrations import Calibrations
 from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
 from app.surfaces import Surfaces
 from bandits import DiagStats, SparseContext, select_slots
 from bandits.checks import FloatArray, IntArray
+from bandits.position import examination_prior
 from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior, user_from_features
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
@@ -154,10 +156,21 @@ def sparse_context(
     return u, SparseContext(top.astype(np.int64), w / w.sum())
 
 
-def candidate_rows(bundle: Bundle, context: SparseContext) -> IntArray:
-    """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated."""
+def candidate_rows(
+    bundle: Bundle, context: SparseContext, fresh_per_request: int | None = None, rng: np.random.Generator | None = None
+) -> IntArray:
+    """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated.
+
+    With ``fresh_per_request``, at most that many fresh items join, drawn at random: the pool
+    can be most of a catalogue (every item with few training impressions), and scoring all of
+    it made each request slow and its slate mostly items known by their features alone. The
+    draw is the exploration budget; prior and bonus then decide which of them are shown.
+    """
     graph = bundle.arrays["graph"][context.indices].ravel()
-    return np.unique(np.concatenate([graph, bundle.arrays["fresh"]])).astype(np.int64)
+    fresh = bundle.arrays["fresh"]
+    if fresh_per_request is not None and len(fresh) > fresh_per_request:
+        fresh = (rng or np.random.default_rng()).choice(fresh, size=fresh_per_request, replace=False)
+    return np.unique(np.concatenate([graph, fresh])).astype(np.int64)
 
 
 def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
@@ -189,6 +202,7 @@ class Recommender:
         self._surfaces = surfaces
         self._metrics = metrics
         self._rng_local = threading.local()
+        self._calibration = Calibrations(store)
 
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
@@ -212,10 +226,12 @@ class Recommender:
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
 
+        rng = self._rng()
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            ids = [str(x) for x in bundle.arrays["item_ids"][candidate_rows(bundle, context)].tolist()]
+            rows = candidate_rows(bundle, context, config.fresh_per_request, rng)
+            ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
         if exclude:
             excluded = set(exclude)
             ids = [i for i in ids if i not in excluded]
@@ -223,26 +239,35 @@ class Recommender:
             return Recommendation(uuid.uuid4().hex, bundle.version, [], False)
 
         known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
-        prior = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
+        raw = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
         mask = known >= 0
         if mask.any():
-            prior[mask] = priors(bundle, u, known[mask])
+            raw[mask] = priors(bundle, u, known[mask])
+        prior, learn = raw, True
+        if config.calibrate:
+            prior, learn = self._calibration.apply(bundle.version, surface, raw)
 
+        # With pooling, the last coordinate is the item-level pool (bandits/pooled.py): one
+        # past the clusters, so dense and never a cluster id.
+        coords = context.indices
+        weights = context.weights
+        if config.pooled:
+            coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
-            w2, b = self._store.gather(bundle.version, ids, context.indices)
+            w2, b = self._store.gather(bundle.version, ids, coords)
         except StoreUnavailable:
             self._metrics.store_errors.labels("gather").inc()
             reasons.append("statistics_unavailable")
-            w2 = b = np.zeros((len(ids), len(context.indices)))
+            w2 = b = np.zeros((len(ids), len(coords)))
 
         # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
         # serving policy scores them through its ordinary interface.
         stats = DiagStats(self._s.lam, w2, b)
-        local = SparseContext(np.arange(len(context.indices), dtype=np.int64), context.weights)
-        rng = self._rng()
+        local = SparseContext(np.arange(len(context.indices), dtype=np.int64), weights)
         scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
         explore = not reasons and rng.random() < config.explore_traffic
         slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
+        exam = examination_prior(len(slate.positions)) if config.position_aware else np.ones(len(slate.positions))
 
         request_id = uuid.uuid4().hex
         served = [
@@ -253,16 +278,22 @@ class Recommender:
         rows = known[slate.positions]
         created = np.where(rows >= 0, bundle.arrays["item_created"][np.maximum(rows, 0)], now)
         ages = {s.item_id: now - float(t) for s, t in zip(served, created.tolist(), strict=True)}
+        pooled = config.pooled
         ctx = RequestContext(
             request_id=request_id,
             surface=surface,
             version=bundle.version,
-            indices=context.indices.tolist(),
-            weights=context.weights.tolist(),
+            # Updates carry the pool coordinate with weight 1 (bandits/pooled.py).
+            indices=coords.tolist() if pooled else context.indices.tolist(),
+            weights=[*context.weights.tolist(), 1.0] if pooled else context.weights.tolist(),
             items={s.item_id: (s.prior, s.explored) for s in served},
             ts=now,
             ages=ages,
             user_id=user_id,
+            positions={s.item_id: n for n, s in enumerate(served)},
+            exam={s.item_id: float(e) for s, e in zip(served, exam.tolist(), strict=True)},
+            raw={ids[p]: float(raw[p]) for p in slate.positions.tolist()} if config.calibrate else {},
+            learn=learn,
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace

@@ -28,9 +28,20 @@ class SurfaceConfig(BaseModel):
     explore_slots: int = Field(2, ge=0, le=100)
     explore_traffic: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
     count_served_as_impressions: bool = False
+    # The learning model (bandits/README.md): an item-level residual shared by every context
+    # with per-cluster residuals held to it by lam_pool; priors calibrated online to this
+    # surface's click rate; updates weighted by the examination of the slot served in.
+    pooled: bool = True
+    lam_pool: float = Field(4.0, gt=0, le=1e6, allow_inf_nan=False)
+    calibrate: bool = True
+    position_aware: bool = True
+    # Retrieval mode: at most this many items of the bundle's fresh pool join each request.
+    fresh_per_request: int = Field(20, ge=0, le=1000)
 
     def build_policy(self, lam: float) -> Policy[object]:
         params: dict[str, float] = {"lam": lam} if self.policy != "random" else {}
+        if self.pooled and self.policy != "random":
+            params["lam_pool"] = self.lam_pool
         if self.policy == "diag_linucb":
             params["alpha"] = self.alpha
         elif self.policy == "diag_ts":

@@ -5,10 +5,18 @@ state it needs (contexts, watermarks, credits): unit tests need no broker. ``Fee
 owns the order that makes the effect exactly-once: poll → read state → apply to the store
 (idempotent by watermark) → dead letters acknowledged → commit offsets.
 
-Credit rules per (request, item): the first impression adds ``w²`` to ``w2`` and ``−w·p`` to
-``b``; the first click adds ``w·1`` to ``b``, the first reward ``w·value``; a click or reward
-whose impression was never reported credits the impression too (it was seen). Everything
-else for that pair is a duplicate and changes nothing.
+Credit rules per (request, item), with ``e`` the examination weight of the slot the item was
+served in (1 without a position model): the first impression adds ``(w·e)²`` to ``w2`` and
+``−w·e²·p`` to ``b``; the first click adds ``w·e`` to ``b``, the first reward ``w·e·value``; a
+click or reward whose impression was never reported credits the impression too (it was seen).
+Everything else for that pair is a duplicate and changes nothing.
+
+Calibration. Each newly credited impression adds ``e`` to the exposure, and each newly credited
+click 1 to the clicks, of its raw prior's bin in the surface's calibration pseudo-item
+(``streaming.events.calibration_item``), which goes through the same watermarks as any item:
+exactly once. In the rare case of a rebalance overlap that partly applied it (``CONFLICT``),
+that batch's calibration delta is dropped rather than recomputed: a few events fewer in a
+statistical estimate, never one counted twice.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
+from bandits.calibration import bin_of
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
-from streaming.events import EventError, FeedbackEvent, RequestContext
+from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item
 from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
 from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable, retire_versions
 
@@ -86,6 +95,8 @@ def build_deltas(
     span: dict[tuple[str, str], list[int]] = {}
     new_credits: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     rows: list[tuple[tuple[str, str], RequestContext, float, float]] = []  # key, ctx, w2 factor, b factor
+    # (version, calibration pseudo-item) → bin → [exposure, clicks] (bandits/calibration.py)
+    calibration: dict[tuple[str, str], dict[int, list[float]]] = {}
     for offset, ev in events:
         ctx = contexts.get(ev.request_id)
         if ctx is None or ev.item_id not in ctx.items:
@@ -108,9 +119,21 @@ def build_deltas(
             continue
         gained = flag if flag == "i" or "i" in have else flag + "i"
         prior = ctx.items[ev.item_id][0]
+        e = ctx.exam.get(ev.item_id, 1.0)
         reward = 1.0 if flag == "c" else ev.value if flag == "r" else 0.0
         impression = "i" in gained
-        rows.append((key, ctx, 1.0 if impression else 0.0, reward - (prior if impression else 0.0)))
+        if ctx.learn:
+            # The examination-weighted regression of E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p).
+            rows.append((key, ctx, e * e if impression else 0.0, e * reward - (e * e * prior if impression else 0.0)))
+        raw = ctx.raw.get(ev.item_id)
+        if raw is not None:
+            cal_key = (ctx.version, calibration_item(ctx.surface))
+            if offset > marks.get(cal_key, -1):
+                cal_span = span.setdefault(cal_key, [offset, offset])
+                cal_span[1] = offset
+                cell = calibration.setdefault(cal_key, {}).setdefault(int(bin_of([raw])[0]), [0.0, 0.0])
+                cell[0] += e if impression else 0.0
+                cell[1] += 1.0 if flag == "c" else 0.0
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
         work.surface_ts.append((ctx.surface, ev.ts))
@@ -125,6 +148,13 @@ def build_deltas(
         if flag == "c":
             work.ops[(ctx.surface, f"clk_{arm}")] += 1
     sums = _sum_rows(rows)
+    for key, cells in calibration.items():
+        bins = sorted(cells)
+        sums[key] = (
+            np.array(bins, dtype=np.int64),
+            np.array([cells[i][0] for i in bins]),
+            np.array([cells[i][1] for i in bins]),
+        )
     empty = (np.empty(0, np.int64), np.empty(0), np.empty(0))
     for key, (low, high) in span.items():
         version, item = key
@@ -351,6 +381,8 @@ class FeedbackConsumer:
             if ctx is not None:
                 keys[ctx.version].add(ev.item_id)
                 pairs[ctx.version].add((ev.item_id, ev.request_id))
+                if ctx.raw:
+                    keys[ctx.version].add(calibration_item(ctx.surface))
         marks: dict[tuple[str, str], int] = {}
         credited: dict[tuple[str, str, str], str] = {}
         for version, items in keys.items():

@@ -31,7 +31,12 @@ class EventError(ValueError):
     """A malformed event; the message names the field."""
 
 
-def check_id(field: str, value: object) -> str:
+RESERVED_PREFIX = "~om:"  # ids of the service's own pseudo-items; refused from callers
+
+
+def check_key_part(field: str, value: object) -> str:
+    """An id that may become part of a Redis key: a non-empty string, not too long, without
+    braces (they would become Redis Cluster hash tags)."""
     if not isinstance(value, str) or not value:
         raise EventError(f"{field}: must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
@@ -39,6 +44,22 @@ def check_id(field: str, value: object) -> str:
     if "{" in value or "}" in value:
         raise EventError(f"{field}: braces are not allowed")
     return value
+
+
+def check_id(field: str, value: object) -> str:
+    """A caller's id: a key part that is not one of the service's reserved pseudo-ids."""
+    check_key_part(field, value)
+    assert isinstance(value, str)
+    if value.startswith(RESERVED_PREFIX):
+        raise EventError(f"{field}: ids starting with {RESERVED_PREFIX!r} are reserved")
+    return value
+
+
+def calibration_item(surface: str) -> str:
+    """The pseudo-item whose statistics hold a surface's calibration (``bandits/calibration.py``):
+    coordinate = bin, ``w2`` = exposure, ``b`` = clicks. The reserved prefix keeps it apart
+    from every real item id."""
+    return f"{RESERVED_PREFIX}calibration:{surface}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +111,12 @@ class RequestContext:
     """What a recommendation served, stored under ``request_id`` for the attribution window.
 
     ``indices``/``weights`` are the sparse context (K,), ``items`` maps each served item to its
-    logged prior ``p`` and whether it was explored.
+    logged prior ``p`` and whether it was explored. The prior is on the top-slot click scale
+    (``bandits/calibration.py``) when ``raw`` holds the offline score it was calibrated from.
+    ``positions`` holds each item's slot (0 = top) and ``exam`` the examination weight of that
+    slot, fixed when the slate is served, so that applying, rebuilding and replaying give the
+    same sums whatever the curve estimate is later. With ``learn`` False (the surface's
+    calibration had too little traffic yet) feedback on it only teaches the calibration.
     """
 
     request_id: str
@@ -104,6 +130,10 @@ class RequestContext:
     ages: dict[str, float] = field(default_factory=dict)
     # Who was served: the offline job trains the next model on the decision log (offline/logs.py).
     user_id: str = ""
+    positions: dict[str, int] = field(default_factory=dict)
+    exam: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, float] = field(default_factory=dict)
+    learn: bool = True
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -117,6 +147,10 @@ class RequestContext:
                 "ts": self.ts,
                 "ages": self.ages,
                 "user_id": self.user_id,
+                "positions": self.positions,
+                "exam": self.exam,
+                "raw": self.raw,
+                "learn": self.learn,
             }
         )
 
@@ -133,4 +167,8 @@ class RequestContext:
             ts=float(raw["ts"]),
             ages={k: float(v) for k, v in raw.get("ages", {}).items()},
             user_id=str(raw.get("user_id", "")),
+            positions={k: int(v) for k, v in raw.get("positions", {}).items()},
+            exam={k: float(v) for k, v in raw.get("exam", {}).items()},
+            raw={k: float(v) for k, v in raw.get("raw", {}).items()},
+            learn=bool(raw.get("learn", True)),
         )

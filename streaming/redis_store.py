@@ -41,7 +41,7 @@ key                                                type    value                
   a store with only those keys lists nothing for retirement, so nothing is deleted.)
 - ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics, watermarks
   and credits share a slot, so the apply script is atomic per item in a cluster too. Ids with
-  braces are refused at the edge (``streaming.events.check_id``), so no other part of a key
+  braces are refused at the edge (``streaming.events.check_key_part``), so no other part of a key
   can become an accidental tag.
 - **Why binary.** A read of 200 candidates is one ``MGET`` and one ``np.frombuffer``: ~0.25 ms
   of Redis time against ~1.5 ms for 200 ``HMGET`` calls from a script (text fields in small
@@ -62,7 +62,7 @@ import numpy as np
 import redis
 
 from bandits.checks import FloatArray, IntArray
-from streaming.events import EventError, RequestContext, check_id
+from streaming.events import EventError, RequestContext, check_key_part
 from streaming.stores import STATS_TTL_S, SURFACE_LOG_LENGTH, Applied, Increment, ItemDelta, StoreUnavailable
 
 P = ParamSpec("P")
@@ -128,13 +128,13 @@ MAX_COORD = 4096
 
 
 def stats_key(version: str, item: str) -> str:
-    check_id("item_id", item)
-    check_id("version", version)
+    check_key_part("item_id", item)
+    check_key_part("version", version)
     return f"om:v:{version}:stats:{{{item}}}"
 
 
 def mark_key(version: str, item: str) -> str:
-    check_id("item_id", item)
+    check_key_part("item_id", item)
     return f"om:v:{version}:mark:{{{item}}}"
 
 
@@ -226,7 +226,7 @@ class RedisStore:
         # One C-level check instead of one per key; the HTTP edge has validated each id already.
         if "{" in (joined := "".join(items)) or "}" in joined:
             raise EventError("item_id: braces are not allowed")
-        prefix = f"om:v:{check_id('version', version)}:stats:"
+        prefix = f"om:v:{check_key_part('version', version)}:stats:"
         values = self._r.mget([f"{prefix}{{{item}}}" for item in items])
         width = 16 * (int(coords.max()) + 1)
         raw = b"".join((v if isinstance(v, bytes) else b"")[:width].ljust(width, b"\0") for v in values)
@@ -336,7 +336,7 @@ class RedisStore:
     def count_impressions(self, version: str, counts: dict[str, int]) -> dict[str, int]:
         if not counts:
             return {}
-        key = f"om:v:{check_id('version', version)}:fresh-impressions"
+        key = f"om:v:{check_key_part('version', version)}:fresh-impressions"
         pipe = self._r.pipeline(transaction=False)
         for item, n in counts.items():
             pipe.hincrby(key, item, n)

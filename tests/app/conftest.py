@@ -46,4 +46,11 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-__all__ = ["TOKEN", "auth", "dataclasses", "settings_for"]
+def without_calibration(client: TestClient, surface: str = "default") -> None:
+    """For tests of transport and storage, where one click must teach at once: with
+    calibration on, a new surface first learns its click rate (``app/calibrations.py``)."""
+    r = client.put(f"/v1/admin/surfaces/{surface}", json={"calibrate": False}, headers=auth())
+    assert r.status_code == 200, r.text
+
+
+__all__ = ["TOKEN", "auth", "dataclasses", "settings_for", "without_calibration"]

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.settings import Settings
+from tests.app.conftest import without_calibration
 
 AUTH = {"Authorization": "Bearer test-operator-token"}
 
@@ -52,6 +53,7 @@ def test_unknown_and_cold_users_are_served(client: TestClient) -> None:
         ({"user_id": ""}, "user_id"),
         ({"user_id": "x" * 257}, "user_id"),
         ({"user_id": "a{b}"}, "user_id"),
+        ({"user_id": "u", "candidates": ["~om:calibration:default"]}, "candidates.0"),
         ({"user_id": "u", "candidates": ["ok", ""]}, "candidates.1"),
         ({"user_id": "u", "user_features": {"age": float("nan")}}, "user_features.age"),
         ({"user_id": "u", "surface": "bad surface"}, "surface"),
@@ -87,6 +89,7 @@ def event(n: int = 0, **overrides: object) -> dict[str, Any]:
         ({"events": [event(type="purchase")]}, "events.0.type"),
         ({"events": [event(value=float("inf"))]}, "events.0.value"),
         ({"events": [event(), event(1, item_id="")]}, "events.1.item_id"),
+        ({"events": [event(item_id="~om:calibration:default")]}, "events.0.item_id"),
     ],
 )
 def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:
@@ -115,6 +118,7 @@ def test_feedback_accepts_counts_duplicates_and_rejects_unknown_requests(client:
 
 
 def test_feedback_moves_the_next_scores(client: TestClient) -> None:
+    without_calibration(client)
     rec = recommend(client, k=3, user_id="user-5", candidates=["item-10", "item-11", "item-12"])
     rid = rec["request_id"]
     before = {i["item_id"]: i["score"] for i in rec["items"]}
@@ -254,3 +258,34 @@ def test_every_log_line_of_a_request_carries_its_request_id(
     events = {line["event"] for line in mine}
     assert {"recommendation", "http_request"} <= events, lines
     assert all(line.get("request_id") == "trace-abc" for line in lines if line["event"] in events)
+
+
+def test_a_new_surface_learns_its_click_rate_before_its_items(client: TestClient) -> None:
+    # Nobody clicks: the calibrated priors fall from the offline scale to the surface's rate,
+    # and only once the calibration has enough exposure do stored contexts let items learn.
+    services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
+    candidates = [f"item-{n}" for n in range(40)]
+    first = recommend(client, k=10, user_id="user-7", candidates=candidates)
+    raw_top = max(i["prior"] for i in first["items"])
+    learn_flags = []
+    for n in range(60):
+        rec = recommend(client, k=10, user_id=f"user-{n % 50}", candidates=candidates)
+        learn_flags.append(services.store.get_contexts([rec["request_id"]])[rec["request_id"]].learn)
+        events = [
+            {"event_id": f"{rec['request_id']}-{i['item_id']}", "request_id": rec["request_id"],
+             "item_id": i["item_id"], "type": "impression"}
+            for i in rec["items"]
+        ]  # fmt: skip
+        assert client.post("/v1/feedback", json={"events": events}).status_code == 202
+        time.sleep(0.02)  # the embedded consumer applies within milliseconds; calibration refreshes each second
+    deadline = time.monotonic() + 5
+    while True:
+        last = recommend(client, k=10, user_id="user-7", candidates=candidates)
+        ctx = services.store.get_contexts([last["request_id"]])[last["request_id"]]
+        if ctx.learn and max(i["prior"] for i in last["items"]) < raw_top / 3:
+            break
+        assert time.monotonic() < deadline, (ctx.learn, raw_top, last["items"][0])
+        time.sleep(0.2)
+    assert not learn_flags[0]  # the first requests of a surface teach the calibration only
+    assert set(ctx.positions.values()) == set(range(10)) and ctx.exam[last["items"][0]["item_id"]] == 1.0
+    assert ctx.raw and all(0.0 < ctx.exam[i] <= 1.0 for i in ctx.items)

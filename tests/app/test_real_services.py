@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from app.main import Services, consumer_for, create_app
 from app.settings import Settings
 from bench.services import Broker, RedisServer, free_port
-from tests.app.conftest import settings_for
+from tests.app.conftest import settings_for, without_calibration
 
 CANDIDATES = [f"item-{n}" for n in range(30)]
 
@@ -92,6 +92,7 @@ def wait_until_learnt(client: TestClient, item: str, above: float, timeout_s: fl
 
 def test_closed_loop_through_kafka_and_redis(bundle_dir: Path, redis_url: str, broker: Broker) -> None:
     with running(real_settings(bundle_dir, redis_url, broker.bootstrap)) as client:
+        without_calibration(client)
         first = ask(client)
         assert first["degraded"] is False
         item = first["items"][-1]["item_id"]
@@ -140,6 +141,7 @@ def test_feedback_accepted_while_redis_is_down_is_applied_when_it_returns(bundle
     redis.start()
     try:
         with running(real_settings(bundle_dir, redis.url, broker.bootstrap)) as client:
+            without_calibration(client)
             first = ask(client)
             item = first["items"][-1]["item_id"]
             before = score_of(first, item)

@@ -16,7 +16,7 @@ from app.lease import Report
 from app.main import Services, create_app
 from bandits.world import World
 from streaming.stores import ItemDelta, MemoryStore, retirable
-from tests.app.conftest import settings_for
+from tests.app.conftest import settings_for, without_calibration
 
 CANDIDATES = [f"item-{n}" for n in range(30)]
 LEASE_S = 0.2
@@ -47,6 +47,8 @@ def test_feedback_follows_the_serving_version_and_old_statistics_retire(
         services: Services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
         consumer = services.consumer
         assert consumer is not None
+
+        without_calibration(client)
 
         def ask() -> dict[str, object]:
             r = client.post("/v1/recommend", json={"user_id": "user-3", "k": 5, "candidates": CANDIDATES})

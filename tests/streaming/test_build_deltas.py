@@ -75,3 +75,46 @@ def test_statistics_go_to_the_version_of_the_decision() -> None:
     old = RequestContext("r0", "home", "v0", [1], [1.0], {"a": (0.2, False)}, 0.0)
     work = build_deltas([(0, ev("impression", request="r0")), (1, ev("impression"))], {"r1": CTX, "r0": old}, {}, {})
     assert set(work.deltas) == {"v0", "v1"}
+
+
+POSITIONED = RequestContext(
+    "r2", "home", "v1", [2, 9], [0.8, 1.0], {"a": (0.2, False)}, 0.0,
+    positions={"a": 3}, exam={"a": 0.5}, raw={"a": 0.5},
+)  # fmt: skip
+
+
+def test_updates_are_weighted_by_the_examination_of_the_slot() -> None:
+    # E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p), with e fixed when the slate was served.
+    work = build_deltas(
+        [(0, ev("impression", request="r2")), (1, ev("click", request="r2"))], {"r2": POSITIONED}, {}, {}
+    )
+    got = cells(work)
+    assert got[2] == pytest.approx(((0.8 * 0.5) ** 2, 0.8 * 0.5 * (1.0 - 0.5 * 0.2)))
+    assert got[9] == pytest.approx((0.25, 0.5 * (1.0 - 0.5 * 0.2)))  # the pool coordinate, weight 1
+
+
+def test_impressions_and_clicks_teach_the_calibration_exactly_once() -> None:
+    from bandits.calibration import bin_of
+    from streaming.events import calibration_item
+
+    events = [(0, ev("impression", request="r2")), (1, ev("click", request="r2")), (2, ev("click", request="r2"))]
+    work = build_deltas(events, {"r2": POSITIONED}, {}, {})
+    (cal,) = [d for d in work.deltas["v1"] if d.item == calibration_item("home")]
+    assert cal.coords.tolist() == [int(bin_of([0.5])[0])]
+    assert cal.w2.tolist() == [0.5] and cal.b.tolist() == [1.0]  # exposure e, one click (the second is a duplicate)
+    assert (cal.min_offset, cal.offset) == (0, 1)  # the offsets that taught it
+    # Redelivered at or below its watermark, it teaches nothing again.
+    again = build_deltas(events, {"r2": POSITIONED}, {("v1", calibration_item("home")): 1}, {})
+    assert not [d for d in again.deltas["v1"] if d.item == calibration_item("home")]
+
+
+def test_before_calibration_is_trusted_feedback_teaches_only_the_calibration() -> None:
+    from dataclasses import replace
+
+    from streaming.events import calibration_item
+
+    untrusted = replace(POSITIONED, learn=False)
+    work = build_deltas([(0, ev("click", request="r2"))], {"r2": untrusted}, {}, {})
+    assert cells(work) == {}  # the item's statistics are untouched, its watermark and credits move
+    assert work.deltas["v1"][0].credits == {"r2": "ci"}
+    assert any(d.item == calibration_item("home") and d.b.sum() == 1.0 for d in work.deltas["v1"])
