@@ -75,6 +75,7 @@ def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
             body["surfaces"][name] = {
                 "config": config.model_dump(),
                 "series": surface_series(rows_by_name[name], config),
+                "learnt": svc.recommender.learnt_model(name) if bundle else None,
             }
         unknown = svc.store.read_stats("_unknown", window)
         body["dead_letters_unknown_request"] = _series(unknown, "dead")

@@ -39,10 +39,13 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
     c = world.config
     noise_free = c.base_logit + world.item_bias + world.prior_error_item
     shrink = np.where(world.is_fresh, c.fresh_prior_shrink, 0.0)
-    item_bias = (noise_free - shrink * (noise_free - c.base_logit)).astype(np.float32)
+    # The world's prior traps (WorldConfig.prior_scale/offset) apply to the bundle's score too.
+    item_bias = (c.prior_scale * (noise_free - shrink * (noise_free - c.base_logit)) + c.prior_offset).astype(
+        np.float32
+    )
     item_emb = world.item_vec.astype(np.float32)
     centroids = world.centres.astype(np.float32)
-    logits = c.affinity * (centroids @ item_emb.T) + item_bias[None, :]
+    logits = c.prior_scale * c.affinity * (centroids @ item_emb.T) + item_bias[None, :]
     graph = np.argsort(-logits, axis=1)[:, :graph_width].astype(np.int32)
     now = time.time()
     arrays = {
@@ -64,7 +67,7 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
         "n_clusters": c.n_clusters,
         "k_nearest": c.k_nearest,
         "temperature": c.membership_temperature,
-        "prior": {"kind": "two_tower", "scale": c.affinity},
+        "prior": {"kind": "two_tower", "scale": c.prior_scale * c.affinity},
         "default_prior": float(1.0 / (1.0 + np.exp(-c.base_logit))),
         "data_window": [now - 86400, now],
         "metrics": {"source": "synthetic world", "seed": c.seed},

@@ -112,4 +112,5 @@ class SurfaceUpdate(BaseModel):
     lam_pool: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
     calibrate: bool | None = None
     position_aware: bool | None = None
+    position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from app.calibrations import Calibrations
+from app.calibrations import Calibrations, ExaminationCurves
 from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
 from app.surfaces import Surfaces
-from bandits import DiagStats, SparseContext, select_slots
+from bandits import DiagStats, Slate, SparseContext, select_slots
+from bandits.calibration import bin_centres
 from bandits.checks import FloatArray, IntArray
-from bandits.position import examination_prior
 from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior, user_from_features
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
@@ -203,6 +203,7 @@ class Recommender:
         self._metrics = metrics
         self._rng_local = threading.local()
         self._calibration = Calibrations(store)
+        self._examination = ExaminationCurves(store)
 
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
@@ -267,7 +268,13 @@ class Recommender:
         scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
         explore = not reasons and rng.random() < config.explore_traffic
         slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
-        exam = examination_prior(len(slate.positions)) if config.position_aware else np.ones(len(slate.positions))
+        n_slots = len(slate.positions)
+        randomized = config.position_aware and n_slots > 1 and rng.random() < config.position_randomization
+        if randomized:
+            # A uniformly random order (logged): each position sees the same mix of items.
+            order = rng.permutation(n_slots)
+            slate = Slate(slate.positions[order], slate.explored[order])
+        exam = self._examination.curve(bundle.version, surface, n_slots) if config.position_aware else np.ones(n_slots)
 
         request_id = uuid.uuid4().hex
         served = [
@@ -294,6 +301,7 @@ class Recommender:
             exam={s.item_id: float(e) for s, e in zip(served, exam.tolist(), strict=True)},
             raw={ids[p]: float(raw[p]) for p in slate.positions.tolist()} if config.calibrate else {},
             learn=learn,
+            randomized=randomized,
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace
@@ -318,6 +326,20 @@ class Recommender:
         c.add(surface, "degraded", int(bool(reasons)))
         c.add(surface, bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS))
         return Recommendation(request_id, bundle.version, served, bool(reasons), reasons)
+
+    def learnt_model(self, surface: str, k: int = 10) -> dict[str, object]:
+        """What the surface has learnt beside the item statistics: its examination curve (from
+        randomised slates) and its calibration (raw prior → top-slot click probability)."""
+        version = self._bundles.current.version
+        curve, impressions = self._examination.estimate(version, surface, k)
+        calibrated, exposure = self._calibration.curve(version, surface)
+        return {
+            "examination": [round(float(x), 4) for x in curve],
+            "examination_impressions": [int(x) for x in impressions],
+            "calibration_raw": [round(float(x), 5) for x in bin_centres()],
+            "calibration_click_rate": [round(float(x), 5) for x in calibrated],
+            "calibration_exposure": round(exposure, 1),
+        }
 
     def _log_decision(self, ctx: RequestContext, served_as_impressions: bool) -> None:
         self._producer.send_nowait(Message(self._s.decisions_topic, ctx.request_id.encode(), ctx.encode()))

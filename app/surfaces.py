@@ -35,6 +35,9 @@ class SurfaceConfig(BaseModel):
     lam_pool: float = Field(4.0, gt=0, le=1e6, allow_inf_nan=False)
     calibrate: bool = True
     position_aware: bool = True
+    # Share of requests whose slate is shown in a uniformly random order: what the examination
+    # curve is estimated from (bandits.position.examination_curve). It costs clicks there.
+    position_randomization: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
     # Retrieval mode: at most this many items of the bundle's fresh pool join each request.
     fresh_per_request: int = Field(20, ge=0, le=1000)
 

@@ -54,6 +54,14 @@ class WorldConfig:
     fresh_pool: int = 50
     fresh_window: int = 2_000
     seed: int = 0
+    # Traps of real data (bandits/README.md): an offline prior on the wrong scale (its logit is
+    # prior_scale · truth + prior_offset; a rated-pairs model sits near 0.5 where clicks are a
+    # few percent), and per-item effects for everyone that the prior does not know
+    # (global_effect: their logit standard deviation). A large cold catalogue known by its
+    # features only is n_fresh with fresh_prior_noise.
+    prior_scale: float = 1.0
+    prior_offset: float = 0.0
+    global_effect: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_clusters", "k_nearest", "latent_dim", "n_items", "horizon", "max_slots"):
@@ -66,7 +74,7 @@ class WorldConfig:
         positive("membership_temperature", self.membership_temperature)
         if not 0.0 <= self.fresh_prior_shrink <= 1.0:
             raise ValueError(f"fresh_prior_shrink: must be in [0, 1], got {self.fresh_prior_shrink}")
-        for name in ("prior_noise", "fresh_prior_noise", "position_bias", "drift", "user_spread"):
+        for name in ("prior_noise", "fresh_prior_noise", "position_bias", "drift", "user_spread", "global_effect"):
             non_negative(name, getattr(self, name))
 
 
@@ -124,6 +132,8 @@ class World:
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
         self.context_indices: IntArray = nearest.astype(np.int64)
         self.context_weights: FloatArray = w / w.sum(axis=1, keepdims=True)
+        # Drawn last, so that worlds without it keep every other draw of their seed.
+        self.global_effect = c.global_effect * rng.standard_normal(c.n_items)
 
     @property
     def dim(self) -> int:
@@ -156,7 +166,8 @@ class World:
         bias = self.item_bias[items]
         if c.drift:
             bias = bias + c.drift * np.sin(2 * np.pi * t / c.horizon + self.drift_phase[items])
-        return np.asarray(c.base_logit + bias + c.affinity * (self.item_vec[items] @ self.user_vec[user]))
+        affinity = c.affinity * (self.item_vec[items] @ self.user_vec[user])
+        return np.asarray(c.base_logit + bias + self.global_effect[items] + affinity)
 
     def ctr(self, user: int, items: IntArray, t: int) -> FloatArray:
         """True click probability in the top slot, shape (N,)."""
@@ -167,10 +178,10 @@ class World:
         c = self.config
         m = self.user_cluster[user]
         error = self.prior_error_item[items] + self.prior_error_cluster[m, items]
-        logit = self._logit(user, items, 0) - c.drift * np.sin(self.drift_phase[items])
+        logit = self._logit(user, items, 0) - c.drift * np.sin(self.drift_phase[items]) - self.global_effect[items]
         shrink = np.where(self.is_fresh[items], c.fresh_prior_shrink, 0.0)
         logit = logit - shrink * (logit - c.base_logit)
-        return _sigmoid(logit + error)
+        return _sigmoid(c.prior_scale * (logit + error) + c.prior_offset)
 
     def slot_bias(self, k: int) -> FloatArray:
         return np.asarray(1.0 / (1.0 + np.arange(k)) ** self.config.position_bias)

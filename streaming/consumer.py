@@ -16,7 +16,8 @@ click 1 to the clicks, of its raw prior's bin in the surface's calibration pseud
 (``streaming.events.calibration_item``), which goes through the same watermarks as any item:
 exactly once. In the rare case of a rebalance overlap that partly applied it (``CONFLICT``),
 that batch's calibration delta is dropped rather than recomputed: a few events fewer in a
-statistical estimate, never one counted twice.
+statistical estimate, never one counted twice. Impressions and clicks of randomised slates
+count per position in the surface's examination pseudo-item the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import structlog
 from bandits.calibration import bin_of
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
-from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item
+from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
 from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
 from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable, retire_versions
 
@@ -95,7 +96,8 @@ def build_deltas(
     span: dict[tuple[str, str], list[int]] = {}
     new_credits: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     rows: list[tuple[tuple[str, str], RequestContext, float, float]] = []  # key, ctx, w2 factor, b factor
-    # (version, calibration pseudo-item) → bin → [exposure, clicks] (bandits/calibration.py)
+    # (version, pseudo-item) → coordinate → [exposure, clicks]: the calibration's bins
+    # (bandits/calibration.py) and the randomised slates' positions (bandits/position.py)
     calibration: dict[tuple[str, str], dict[int, list[float]]] = {}
     for offset, ev in events:
         ctx = contexts.get(ev.request_id)
@@ -126,13 +128,19 @@ def build_deltas(
             # The examination-weighted regression of E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p).
             rows.append((key, ctx, e * e if impression else 0.0, e * reward - (e * e * prior if impression else 0.0)))
         raw = ctx.raw.get(ev.item_id)
+        pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
         if raw is not None:
-            cal_key = (ctx.version, calibration_item(ctx.surface))
-            if offset > marks.get(cal_key, -1):
-                cal_span = span.setdefault(cal_key, [offset, offset])
-                cal_span[1] = offset
-                cell = calibration.setdefault(cal_key, {}).setdefault(int(bin_of([raw])[0]), [0.0, 0.0])
-                cell[0] += e if impression else 0.0
+            pseudo.append((calibration_item(ctx.surface), int(bin_of([raw])[0]), e))
+        position = ctx.positions.get(ev.item_id)
+        if ctx.randomized and position is not None:
+            pseudo.append((examination_item(ctx.surface), position, 1.0))
+        for name, coord, exposure in pseudo:
+            pseudo_key = (ctx.version, name)
+            if offset > marks.get(pseudo_key, -1):
+                pseudo_span = span.setdefault(pseudo_key, [offset, offset])
+                pseudo_span[1] = offset
+                cell = calibration.setdefault(pseudo_key, {}).setdefault(coord, [0.0, 0.0])
+                cell[0] += exposure if impression else 0.0
                 cell[1] += 1.0 if flag == "c" else 0.0
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
@@ -383,6 +391,8 @@ class FeedbackConsumer:
                 pairs[ctx.version].add((ev.item_id, ev.request_id))
                 if ctx.raw:
                     keys[ctx.version].add(calibration_item(ctx.surface))
+                if ctx.randomized:
+                    keys[ctx.version].add(examination_item(ctx.surface))
         marks: dict[tuple[str, str], int] = {}
         credited: dict[tuple[str, str, str], str] = {}
         for version, items in keys.items():

@@ -62,6 +62,12 @@ def calibration_item(surface: str) -> str:
     return f"{RESERVED_PREFIX}calibration:{surface}"
 
 
+def examination_item(surface: str) -> str:
+    """The pseudo-item counting a surface's randomised slates (``bandits.position``):
+    coordinate = position, ``w2`` = impressions, ``b`` = clicks."""
+    return f"{RESERVED_PREFIX}examination:{surface}"
+
+
 @dataclass(frozen=True)
 class FeedbackEvent:
     """One user action: ``type`` is impression, click or reward (``value`` is the reward)."""
@@ -134,6 +140,8 @@ class RequestContext:
     exam: dict[str, float] = field(default_factory=dict)
     raw: dict[str, float] = field(default_factory=dict)
     learn: bool = True
+    # The slate's order was drawn uniformly at random (bandits.position.examination_curve).
+    randomized: bool = False
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -151,6 +159,7 @@ class RequestContext:
                 "exam": self.exam,
                 "raw": self.raw,
                 "learn": self.learn,
+                "randomized": self.randomized,
             }
         )
 
@@ -171,4 +180,5 @@ class RequestContext:
             exam={k: float(v) for k, v in raw.get("exam", {}).items()},
             raw={k: float(v) for k, v in raw.get("raw", {}).items()},
             learn=bool(raw.get("learn", True)),
+            randomized=bool(raw.get("randomized", False)),
         )

@@ -134,9 +134,14 @@ function render(stats) {
       root.append(box);
     } else if (editing) { continue; }
     const c = s.config;
+    const learnt = s.learnt ? el("p", { class: "learnt" }, [
+      "Examination by position (estimated from randomised slates, 1 = top): ",
+      el("span", { class: "curve" }, [s.learnt.examination.map(x => x.toFixed(2)).join(" · ")]),
+      ` — ${s.learnt.examination_impressions.reduce((a, b) => a + b, 0)} randomised impressions;`
+      + ` calibration from ${s.learnt.calibration_exposure} exposures`]) : el("p", {}, []);
     box.replaceChildren(
       el("h2", {}, [`${name} · ${c.policy} · α ${c.alpha} · explore_slots ${c.explore_slots} · explore_traffic ${c.explore_traffic}`]),
-      settingsForm(name, c),
+      settingsForm(name, c), learnt,
       el("div", { class: "charts" }));
     const grid = box.querySelector(".charts");
     for (const [title, series] of chartsFor(name, s, stats.minutes)) {
