@@ -68,7 +68,8 @@ def runs(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np
     root = tmp_path_factory.mktemp("loop-bundles")
     build_world_bundle(root, world, "v-loop")
     out = {}
-    for name, surface in {"service": {}, "position ignored": {"position_aware": False}}.items():
+    surfaces: dict[str, dict[str, object]] = {"service": {}, "position ignored": {"position_aware": False}}
+    for name, surface in surfaces.items():
         with TestClient(create_app(settings_for(root))) as client:
             out[name] = drive(client, world, surface)
     out["popularity"] = popularity(world)
