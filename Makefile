@@ -3,18 +3,21 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
+LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services bench-bandits bench-serve bench-consume bench-offline clean
+.PHONY: run test lint typecheck unit services lock test-latest bench-bandits bench-serve bench-consume bench-offline clean
 
-$(STAMP): pyproject.toml
+# Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
+# the project itself without dependencies, built by the locked setuptools.
+$(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,offline]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-$(VENV)/.bench-installed: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+$(VENV)/.bench-installed: $(STAMP) requirements/bench.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 run: $(STAMP)
@@ -45,6 +48,41 @@ unit: $(STAMP) services
 
 test: lint typecheck unit
 
+# One lock per install target, from pyproject.toml's ranges: serve (the serving image, no torch),
+# train (+offline, the trainer image), dev (+dev+offline: make run, make test, CI) and bench.
+# dev is resolved first and constrains the others, so a package has one version everywhere.
+# Pins already in a lock are kept, so a rerun changes nothing unless pyproject.toml did;
+# `make lock LOCK_ARGS=--upgrade` (or `LOCK_ARGS='-P fastapi'`) moves them to newer releases.
+# The index and find-links come from pip's configuration: torch is the CPU wheel found there.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+lock: $(STAMP)
+	$(PIP_COMPILE) --extra dev --extra offline -o requirements/dev.txt \
+		pyproject.toml requirements/build.in requirements/tools.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/serve.txt pyproject.toml requirements/build.in
+	$(PIP_COMPILE) -c requirements/dev.txt --extra offline -o requirements/train.txt \
+		pyproject.toml requirements/build.in
+	$(PIP_COMPILE) -c requirements/dev.txt --extra dev --extra offline --extra bench -o requirements/bench.txt \
+		pyproject.toml requirements/build.in requirements/tools.in
+
+# Not part of CI: the checks and the suite against the newest releases that pyproject.toml's
+# ranges allow (torch stays the pinned CPU wheel), in their own venv, so drift shows up here
+# before it breaks main. First it lists every version that differs from requirements/dev.txt.
+test-latest: services
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,offline]'
+	@echo "newest releases unlike requirements/dev.txt:"
+	@awk -F'==' 'NR == FNR { if (/^[a-z0-9]/) { sub(/ .*/, "", $$2); lock[$$1] = $$2 }; next } \
+		{ name = tolower($$1); gsub(/[-_.]+/, "-", name); old = name in lock ? lock[name] : "(not locked)" } \
+		old != $$2 { print "  " name " " old " -> " $$2 }' \
+		requirements/dev.txt <($(LATEST)/bin/python -m pip freeze --all --exclude-editable)
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/ruff format --check .
+	MYPY_CACHE_DIR=$(LATEST)/.mypy_cache $(LATEST)/bin/mypy
+	$(LATEST)/bin/pytest -q -p no:cacheprovider
+
 bench-bandits: $(VENV)/.bench-installed
 	$(PY) -m bench.bandits
 
@@ -60,4 +98,4 @@ bench-offline: $(STAMP)
 	$(PY) -m bench.offline
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis

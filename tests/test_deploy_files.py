@@ -26,7 +26,7 @@ def test_compose_services_use_only_real_settings() -> None:
         assert set(env) <= SETTINGS, set(env) - SETTINGS
     assert compose["services"]["consumer"]["command"] == ["onlinematch", "consume"]
     trainer = compose["services"]["trainer"]
-    assert trainer["build"]["args"]["EXTRAS"] == "[offline]"
+    assert trainer["build"]["args"]["LOCK"] == "train"
     assert_train_args(trainer["command"])
 
 
@@ -76,7 +76,8 @@ def test_k8s_workloads_run_the_cli_and_probe_the_real_routes() -> None:
 def test_the_image_entry_point_is_the_cli() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["onlinematch", "serve"]' in text
-    assert 'pip install ".${EXTRAS}"' in text and 'ARG EXTRAS=""' in text  # serving image: no torch
+    assert "ARG LOCK=serve" in text and "pip install --require-hashes -r requirements/${LOCK}.txt" in text
+    assert "torch" not in (ROOT / "requirements" / "serve.txt").read_text()  # serving image: no torch
 
 
 def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
