@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock test-latest bench-bandits bench-serve bench-consume bench-offline clean
+.PHONY: run test lint typecheck unit services lock test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -96,6 +96,11 @@ bench-consume: $(STAMP) services
 
 bench-offline: $(STAMP)
 	$(PY) -m bench.offline
+
+# The closed loop on MovieLens over HTTP, on a real Redis and broker (bench/loop.py). Pass
+# arguments with LOOP_ARGS, e.g. LOOP_ARGS='--world hits --bundle-cache var/bench-loop'.
+bench-loop: $(STAMP) services
+	$(PY) -m bench.loop $(LOOP_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis
