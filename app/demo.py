@@ -59,6 +59,8 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
         "centroids": centroids,
         "graph": graph,
         "fresh": world.fresh_items.astype(np.int32),
+        # What offline data would call popular: the highest prior logits with no user term.
+        "popular": np.argsort(-item_bias, kind="stable")[:50].astype(np.int32),
     }
     manifest = {
         "dim": c.latent_dim,
@@ -71,6 +73,7 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
         "default_prior": float(1.0 / (1.0 + np.exp(-c.base_logit))),
         "data_window": [now - 86400, now],
         "metrics": {"source": "synthetic world", "seed": c.seed},
+        "popular": {"arrays": ["popular"]},
     }
     return publish(root, version, arrays, manifest)
 

@@ -76,6 +76,8 @@ class FeedbackEventIn(BaseModel):
     type: Literal["impression", "click", "reward"]
     value: Finite | None = None
     ts: Finite | None = None
+    # Where the client really showed the item (from 0), if it re-ordered the slate.
+    position: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
 class FeedbackRequest(BaseModel):
@@ -114,3 +116,4 @@ class SurfaceUpdate(BaseModel):
     position_aware: bool | None = None
     position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
+    popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None

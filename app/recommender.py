@@ -157,10 +157,15 @@ def sparse_context(
 
 
 def candidate_rows(
-    bundle: Bundle, context: SparseContext, fresh_per_request: int | None = None, rng: np.random.Generator | None = None
+    bundle: Bundle,
+    context: SparseContext,
+    fresh_per_request: int | None = None,
+    rng: np.random.Generator | None = None,
+    popular_per_request: int = 0,
 ) -> IntArray:
     """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated.
 
+    With ``popular_per_request``, the bundle's most popular items join too (``offline/bundle.py``).
     With ``fresh_per_request``, at most that many fresh items join, drawn at random: the pool
     can be most of a catalogue (every item with few training impressions), and scoring all of
     it made each request slow and its slate mostly items known by their features alone. The
@@ -170,7 +175,11 @@ def candidate_rows(
     fresh = bundle.arrays["fresh"]
     if fresh_per_request is not None and len(fresh) > fresh_per_request:
         fresh = (rng or np.random.default_rng()).choice(fresh, size=fresh_per_request, replace=False)
-    return np.unique(np.concatenate([graph, fresh])).astype(np.int64)
+    parts = [graph, fresh]
+    if popular_per_request and "popular" in bundle.arrays:
+        # Items good for everyone reach everyone, so the pooled residual can learn them.
+        parts.append(bundle.arrays["popular"][:popular_per_request])
+    return np.unique(np.concatenate(parts)).astype(np.int64)
 
 
 def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
@@ -231,7 +240,7 @@ class Recommender:
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            rows = candidate_rows(bundle, context, config.fresh_per_request, rng)
+            rows = candidate_rows(bundle, context, config.fresh_per_request, rng, config.popular_per_request)
             ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
         if exclude:
             excluded = set(exclude)
@@ -302,6 +311,7 @@ class Recommender:
             raw={ids[p]: float(raw[p]) for p in slate.positions.tolist()} if config.calibrate else {},
             learn=learn,
             randomized=randomized,
+            curve=[round(float(x), 6) for x in exam.tolist()],
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace

@@ -84,6 +84,7 @@ async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse:
             e.type,
             e.value if e.value is not None else (1.0 if e.type == "click" else 0.0),
             e.ts if e.ts is not None else 0.0,
+            e.position,
         )
         for e in body.events
     ]

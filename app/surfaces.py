@@ -40,6 +40,8 @@ class SurfaceConfig(BaseModel):
     position_randomization: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
     # Retrieval mode: at most this many items of the bundle's fresh pool join each request.
     fresh_per_request: int = Field(20, ge=0, le=1000)
+    # Retrieval mode: the bundle's most popular items (recency-weighted) that join each request.
+    popular_per_request: int = Field(50, ge=0, le=1000)
 
     def build_policy(self, lam: float) -> Policy[object]:
         params: dict[str, float] = {"lam": lam} if self.policy != "random" else {}

@@ -40,6 +40,11 @@ The user tower for cold users with features (``"user_tower": {"arrays": [...]}``
 not in ``user_ids`` is ``normalise(mean(user_feature_emb[tokens]) @ user_out_w + user_out_b)``
 (``user_from_features``), or ``default_user`` when none of her tokens is known.
 
+``"popular": {"arrays": ["popular"]}`` (optional): ``popular`` (P,) i4, item rows by
+recency-weighted interaction count, most popular first; retrieval adds the first
+``popular_per_request`` of them to every request's candidates, so that items good for everyone
+can be shown to everyone and learnt by the pooled residual.
+
 ``"warm_start": {"arrays": [...], "user_ids": ..., ...}`` lists the offline job's own arrays
 (``tower_*``: the torch parameters as plain arrays, and the feature vocabularies) that the next
 run starts from. Serving never loads them.
@@ -187,7 +192,8 @@ class Bundle:
             # A plain ndarray view of the mapping: same pages, but indexing it skips np.memmap's
             # Python-level __array_finalize__, which cost ~5% of serving CPU.
             arrays[name] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
-        for name in [*manifest.get("prior", {}).get("arrays", []), *manifest.get("user_tower", {}).get("arrays", [])]:
+        listed = [*manifest.get("prior", {}).get("arrays", []), *manifest.get("user_tower", {}).get("arrays", [])]
+        for name in [*listed, *manifest.get("popular", {}).get("arrays", [])]:
             arrays[name] = _load_listed(path, manifest, name, verify)
         bundle = cls(path, manifest, arrays)
         bundle._check_shapes()

@@ -52,6 +52,7 @@ class JobConfig:
     k_nearest: int = 4
     membership_temperature: float = 0.05
     graph_width: int = 100
+    popular_pool: int = 200  # item rows by recency-weighted popularity, for every request's candidates
     fresh_max_age_s: float = 7 * 86400.0
     fresh_max_impressions: int = 5
     # Absolute Recall@50, and AUC of the served prior, that a new bundle may lose against the
@@ -227,6 +228,7 @@ def run_job(
         "centroids": centroids.astype(np.float32),
         "graph": candidate_graph(centroids, model.item_emb.astype(np.float64), cfg.graph_width).astype(np.int32),
         "fresh": pool.astype(np.int32),
+        "popular": np.argsort(-recent, kind="stable")[: cfg.popular_pool].astype(np.int32),
         **prior_arrays,
         **_tower_arrays(model, item_vocab, user_vocab),
     }
@@ -245,6 +247,7 @@ def run_job(
         "split_time": split,
         "metrics": metrics,
         "user_tower": {"arrays": user_tower},
+        "popular": {"arrays": ["popular"]},
         "warm_start": {"arrays": sorted(a for a in arrays if a.startswith("tower_")), "dim": cfg.two_tower.dim},
     }
     if user_vocab:

@@ -122,6 +122,9 @@ def build_deltas(
         gained = flag if flag == "i" or "i" in have else flag + "i"
         prior = ctx.items[ev.item_id][0]
         e = ctx.exam.get(ev.item_id, 1.0)
+        if ev.position is not None and ctx.curve:
+            # The client re-ordered the slate: weigh by where it really showed the item.
+            e = ctx.curve[min(ev.position, len(ctx.curve) - 1)]
         reward = 1.0 if flag == "c" else ev.value if flag == "r" else 0.0
         impression = "i" in gained
         if ctx.learn:

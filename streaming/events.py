@@ -48,11 +48,10 @@ def check_key_part(field: str, value: object) -> str:
 
 def check_id(field: str, value: object) -> str:
     """A caller's id: a key part that is not one of the service's reserved pseudo-ids."""
-    check_key_part(field, value)
-    assert isinstance(value, str)
-    if value.startswith(RESERVED_PREFIX):
+    checked = check_key_part(field, value)
+    if checked.startswith(RESERVED_PREFIX):
         raise EventError(f"{field}: ids starting with {RESERVED_PREFIX!r} are reserved")
-    return value
+    return checked
 
 
 def calibration_item(surface: str) -> str:
@@ -70,7 +69,12 @@ def examination_item(surface: str) -> str:
 
 @dataclass(frozen=True)
 class FeedbackEvent:
-    """One user action: ``type`` is impression, click or reward (``value`` is the reward)."""
+    """One user action: ``type`` is impression, click or reward (``value`` is the reward).
+
+    ``position`` (optional, from 0) is where the client really showed the item, for clients
+    that re-order a slate; the examination weight then comes from the curve stored with the
+    request (``RequestContext.curve``) instead of the served slot's.
+    """
 
     event_id: str
     request_id: str
@@ -78,6 +82,7 @@ class FeedbackEvent:
     type: EventType
     value: float
     ts: float
+    position: int | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> FeedbackEvent:
@@ -89,6 +94,9 @@ class FeedbackEvent:
         for name, number in (("value", value), ("ts", ts)):
             if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
                 raise EventError(f"{name}: must be a finite number")
+        position = raw.get("position")
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+            raise EventError("position: must be an integer >= 0")
         return cls(
             event_id=check_id("event_id", raw.get("event_id")),
             request_id=check_id("request_id", raw.get("request_id")),
@@ -96,6 +104,7 @@ class FeedbackEvent:
             type=kind,
             value=float(value),
             ts=float(ts),
+            position=position,
         )
 
     def encode(self) -> bytes:
@@ -142,6 +151,8 @@ class RequestContext:
     learn: bool = True
     # The slate's order was drawn uniformly at random (bandits.position.examination_curve).
     randomized: bool = False
+    # The examination curve (k,) the weights in ``exam`` came from, for events naming a position.
+    curve: list[float] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -160,6 +171,7 @@ class RequestContext:
                 "raw": self.raw,
                 "learn": self.learn,
                 "randomized": self.randomized,
+                "curve": self.curve,
             }
         )
 
@@ -181,4 +193,5 @@ class RequestContext:
             raw={k: float(v) for k, v in raw.get("raw", {}).items()},
             learn=bool(raw.get("learn", True)),
             randomized=bool(raw.get("randomized", False)),
+            curve=[float(x) for x in raw.get("curve", [])],
         )

@@ -90,6 +90,7 @@ def event(n: int = 0, **overrides: object) -> dict[str, Any]:
         ({"events": [event(value=float("inf"))]}, "events.0.value"),
         ({"events": [event(), event(1, item_id="")]}, "events.1.item_id"),
         ({"events": [event(item_id="~om:calibration:default")]}, "events.0.item_id"),
+        ({"events": [event(position=-1)]}, "events.0.position"),
     ],
 )
 def test_bad_feedback_names_the_field(client: TestClient, body: dict[str, Any], field: str) -> None:

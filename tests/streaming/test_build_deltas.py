@@ -118,3 +118,21 @@ def test_before_calibration_is_trusted_feedback_teaches_only_the_calibration() -
     assert cells(work) == {}  # the item's statistics are untouched, its watermark and credits move
     assert work.deltas["v1"][0].credits == {"r2": "ci"}
     assert any(d.item == calibration_item("home") and d.b.sum() == 1.0 for d in work.deltas["v1"])
+
+
+def test_a_click_naming_its_position_is_weighed_by_where_it_was_shown() -> None:
+    # The client moved the item from slot 3 (e = 0.5) to the top: the stored curve says e = 1.
+    from dataclasses import replace
+
+    reordered = replace(POSITIONED, curve=[1.0, 0.8, 0.6, 0.5])
+    click = FeedbackEvent("c", "r2", "a", "click", 1.0, 0.0, position=0)
+    got = cells(build_deltas([(0, click)], {"r2": reordered}, {}, {}))
+    assert got[2] == pytest.approx((0.8**2, 0.8 * (1.0 - 0.2)))
+    assert FeedbackEvent.decode(click.encode()) == click
+
+
+def test_a_bad_position_is_refused() -> None:
+    from streaming.events import EventError
+
+    with pytest.raises(EventError, match="position"):
+        FeedbackEvent.parse({"event_id": "e", "request_id": "r", "item_id": "a", "type": "click", "position": -1})
