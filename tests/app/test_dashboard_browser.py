@@ -55,7 +55,20 @@ def simulate(base: str, requests: int = 160) -> None:
                 if rng.random() < 0.3:
                     events.append({**base_event, "event_id": f"{n}-{m}-c", "type": "click"})
             c.post("/v1/feedback", json={"events": events}).raise_for_status()
-    time.sleep(2.5)  # the counters flush every second; the embedded consumer applies meanwhile
+
+
+def settled_stats(base: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The stats once the consumer has applied the feedback and the counters have flushed (both
+    asynchronous: waiting a fixed time failed on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats: dict[str, Any] = httpx.get(f"{base}/v1/admin/stats", headers=AUTH).json()
+        home = stats["surfaces"].get("home", {}).get("series", {})
+        counted = sum(home.get("impressions_explored", [])) > 0 and sum(home.get("impressions_exploited", [])) > 0
+        if counted and any(v is not None for v in home.get("freshness_p99_ms", [])):
+            return stats
+        assert time.monotonic() < deadline, f"stats did not settle in {timeout_s} s: {home}"
+        time.sleep(0.2)
 
 
 def explored_scores(base: str) -> list[float]:
@@ -70,7 +83,7 @@ def test_dashboard_in_a_real_browser(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
     simulate(server)
-    stats = httpx.get(f"{server}/v1/admin/stats", headers=AUTH).json()
+    stats = settled_stats(server)
     home = stats["surfaces"]["home"]["series"]
     assert sum(home["impressions_explored"]) > 0 and sum(home["impressions_exploited"]) > 0
     assert any(v is not None for v in home["freshness_p99_ms"])
