@@ -234,10 +234,15 @@ def test_exploration_budget_is_a_share_of_slots() -> None:
 def test_stats_endpoint_needs_the_token_and_reports_the_hour(client: TestClient) -> None:
     assert client.get("/v1/admin/stats").status_code == 401
     recommend(client, k=3, surface="stats-check")
-    time.sleep(1.3)  # counters flush each second
-    body = client.get("/v1/admin/stats", headers=AUTH).json()
+    deadline = time.monotonic() + 30
+    while True:  # the counters flush in the background, each second
+        body = client.get("/v1/admin/stats", headers=AUTH).json()
+        series = body["surfaces"].get("stats-check", {}).get("series")
+        if series is not None and sum(series["requests_per_s"]) > 0:
+            break
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.1)
     assert len(body["minutes"]) == 60 and body["bundle"]["version"] == "v-test-1"
-    series = body["surfaces"]["stats-check"]["series"]
     assert sum(series["requests_per_s"]) > 0 and series["exploration_budget"][-1] is not None
     assert all(len(v) == 60 for k, v in series.items() if isinstance(v, list))
 
