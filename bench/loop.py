@@ -156,6 +156,7 @@ class Row:
     fresh_clicks: int = 0
     latency_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    curve: list[float] = field(default_factory=list)  # the service's estimated examination curve
 
     def quarters(self) -> list[float]:
         c = np.array(self.clicks)
@@ -261,6 +262,9 @@ def service_row(
                 row.errors += 1
             if (n + 1) % 2000 == 0:
                 print(f"  {name}: {n + 1} requests, {np.mean(row.clicks[-2000:]):.3f} clicks/request", flush=True)
+        stats = client.get("/v1/admin/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        learnt = stats["surfaces"]["default"].get("learnt") or {}
+        row.curve = [float(x) for x in learnt.get("examination", [])]
     return row
 
 
@@ -282,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", choices=["stationary", "hits"], default="stationary")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default="default,alpha0,position_ignored", help="service rows to run")
+    parser.add_argument("--surface", default="{}", help="JSON surface settings applied to every service row first")
     parser.add_argument(
         "--bundle-cache", type=Path, help="keep the trained bundle here and reuse it (the split is fixed by the data)"
     )
@@ -309,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             "alpha0": {"alpha": 0.0},
             "position_ignored": {"position_aware": False},
         }
+        base = json.loads(args.surface)
         for name in args.rows.split(","):
-            rows.append(service_row(f"service {name}", world, arrivals, args.seed, bundles, surfaces[name]))
+            rows.append(service_row(f"service {name}", world, arrivals, args.seed, bundles, {**base, **surfaces[name]}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -321,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         q = r.quarters()
         print(f"{r.name:28s} " + " ".join(f"{x:7.3f}" for x in q)
               + f" {r.fresh_impressions:10d} {r.fresh_clicks:10d} {r.errors:6d}")  # fmt: skip
+    for r in rows:
+        if r.curve:
+            error = float(np.abs(np.array(r.curve) - exam(len(r.curve))).max())
+            print(f"{r.name}: examination estimated " + " ".join(f"{x:.3f}" for x in r.curve))
+            print(f"{'':{len(r.name)}s}  true                " + " ".join(f"{x:.3f}" for x in exam(len(r.curve)))
+                  + f"   (largest error {error:.3f})")  # fmt: skip
     default = by_name.get("service default")
     result: dict[str, float | str] = {"world": args.world, "requests": args.requests}
     if default is not None:
@@ -339,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             a0 = by_name["service alpha0"]
             result["vs_alpha0"] = round(last / a0.quarters()[3], 3)
             result["fresh_clicks_vs_alpha0"] = round(default.fresh_clicks / max(a0.fresh_clicks, 1), 3)
+        if default.curve:
+            gap = np.abs(np.array(default.curve) - exam(len(default.curve)))
+            result["curve_max_error"] = round(float(gap.max()), 4)
         if "service position_ignored" in by_name:
             result["vs_position_ignored"] = round(last / by_name["service position_ignored"].quarters()[3], 3)
     print(json.dumps(result))
