@@ -127,9 +127,13 @@ def build_deltas(
             e = ctx.curve[min(ev.position, len(ctx.curve) - 1)]
         reward = 1.0 if flag == "c" else ev.value if flag == "r" else 0.0
         impression = "i" in gained
-        if ctx.learn:
-            # The examination-weighted regression of E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p).
-            rows.append((key, ctx, e * e if impression else 0.0, e * reward - (e * e * prior if impression else 0.0)))
+        # The examination-weighted regression of E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p).
+        # Before the calibration is trusted (``learn`` False) the residual is not learnt, but the
+        # impression still counts as seen at its prior (w2 only): otherwise every candidate of a
+        # new surface keeps the same bonus, the UCB order equals the greedy one, and nothing is
+        # explored during the warm-up (found by the random-order test runs).
+        b_factor = e * reward - (e * e * prior if impression else 0.0)
+        rows.append((key, ctx, e * e if impression else 0.0, b_factor if ctx.learn else 0.0))
         raw = ctx.raw.get(ev.item_id)
         pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
         if raw is not None:

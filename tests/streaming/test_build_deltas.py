@@ -108,14 +108,16 @@ def test_impressions_and_clicks_teach_the_calibration_exactly_once() -> None:
     assert not [d for d in again.deltas["v1"] if d.item == calibration_item("home")]
 
 
-def test_before_calibration_is_trusted_feedback_teaches_only_the_calibration() -> None:
+def test_before_calibration_is_trusted_feedback_teaches_no_residual() -> None:
     from dataclasses import replace
 
     from streaming.events import calibration_item
 
     untrusted = replace(POSITIONED, learn=False)
     work = build_deltas([(0, ev("click", request="r2"))], {"r2": untrusted}, {}, {})
-    assert cells(work) == {}  # the item's statistics are untouched, its watermark and credits move
+    # No residual is learnt; the impression counts as seen at its prior (so bonuses still shrink).
+    assert {c: b for c, (_, b) in cells(work).items()} == {2: 0.0, 9: 0.0}
+    assert cells(work)[2][0] == pytest.approx((0.8 * 0.5) ** 2)
     assert work.deltas["v1"][0].credits == {"r2": "ci"}
     assert any(d.item == calibration_item("home") and d.b.sum() == 1.0 for d in work.deltas["v1"])
 
