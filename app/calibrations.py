@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -27,14 +29,41 @@ from streaming.stores import Store, StoreUnavailable
 
 REFRESH_S = 1.0
 
+T = TypeVar("T")
+
+
+class _PseudoRows(Generic[T]):
+    """One pseudo-item's row of both sums, ``(w2 (k,), b (k,))``, read at most once per
+    ``refresh_s`` per key and turned into a value by ``derive``; when the store does not
+    answer, the last value stands (zeros before any read)."""
+
+    def __init__(self, store: Store, refresh_s: float) -> None:
+        self._store = store
+        self._refresh_s = refresh_s
+        self._values: dict[Hashable, tuple[float, T]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, version: str, item: str, k: int, derive: Callable[[FloatArray, FloatArray], T]) -> T:
+        now = time.monotonic()
+        cached = self._values.get(key)
+        if cached is not None and now - cached[0] < self._refresh_s:
+            return cached[1]
+        try:
+            w2, b = self._store.gather(version, [item], np.arange(k))
+        except StoreUnavailable:
+            if cached is not None:
+                return cached[1]
+            w2 = b = np.zeros((1, k))
+        with self.lock:
+            value = derive(w2[0], b[0])
+            self._values[key] = (now, value)
+        return value
+
 
 class Calibrations:
     def __init__(self, store: Store, refresh_s: float = REFRESH_S) -> None:
-        self._store = store
-        self._refresh_s = refresh_s
-        self._lock = threading.Lock()
-        # (version, surface) → (read at, curve (BINS,), total exposure)
-        self._curves: dict[tuple[str, str], tuple[float, FloatArray, float]] = {}
+        # (version, surface) → (curve (BINS,), total exposure)
+        self._rows: _PseudoRows[tuple[FloatArray, float]] = _PseudoRows(store, refresh_s)
         self._last: dict[str, tuple[str, FloatArray]] = {}  # surface → (version, its newest trusted curve)
 
     def apply(self, version: str, surface: str, raw: FloatArray) -> tuple[FloatArray, bool]:
@@ -43,26 +72,16 @@ class Calibrations:
         return calibrate(raw, curve), exposure >= MIN_EXPOSURE
 
     def curve(self, version: str, surface: str) -> tuple[FloatArray, float]:
-        key = (version, surface)
-        now = time.monotonic()
-        cached = self._curves.get(key)
-        if cached is not None and now - cached[0] < self._refresh_s:
-            return cached[1], cached[2]
-        try:
-            exposure, clicks = self._store.gather(version, [calibration_item(surface)], np.arange(BINS))
-        except StoreUnavailable:
-            if cached is not None:
-                return cached[1], cached[2]
-            exposure = clicks = np.zeros((1, BINS))
-        total = float(exposure[0].sum())
-        with self._lock:
+        def derive(exposure: FloatArray, clicks: FloatArray) -> tuple[FloatArray, float]:
             last = self._last.get(surface)
             carried = last[1] if last is not None and last[0] != version else None
-            curve = calibration_curve(exposure[0], clicks[0], prior_curve=carried)
+            curve = calibration_curve(exposure, clicks, prior_curve=carried)
+            total = float(exposure.sum())
             if total >= MIN_EXPOSURE:
                 self._last[surface] = (version, curve)
-            self._curves[key] = (now, curve, total)
-        return curve, total
+            return curve, total
+
+        return self._rows.get((version, surface), version, calibration_item(surface), BINS, derive)
 
 
 class ExaminationCurves:
@@ -72,10 +91,8 @@ class ExaminationCurves:
     with none, to ``1 / log2(k + 2)``."""
 
     def __init__(self, store: Store, refresh_s: float = REFRESH_S) -> None:
-        self._store = store
-        self._refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._curves: dict[tuple[str, str, int], tuple[float, FloatArray, FloatArray]] = {}
+        # (version, surface, k) → (curve (k,), randomised impressions per position (k,))
+        self._rows: _PseudoRows[tuple[FloatArray, FloatArray]] = _PseudoRows(store, refresh_s)
         self._last: dict[tuple[str, int], tuple[str, FloatArray]] = {}
 
     def curve(self, version: str, surface: str, k: int) -> FloatArray:
@@ -84,22 +101,13 @@ class ExaminationCurves:
 
     def estimate(self, version: str, surface: str, k: int) -> tuple[FloatArray, FloatArray]:
         """The curve (k,) and the randomised impressions per position (k,) behind it."""
-        key = (version, surface, k)
-        now = time.monotonic()
-        cached = self._curves.get(key)
-        if cached is not None and now - cached[0] < self._refresh_s:
-            return cached[1], cached[2]
-        try:
-            n, c = self._store.gather(version, [examination_item(surface)], np.arange(k))
-        except StoreUnavailable:
-            if cached is not None:
-                return cached[1], cached[2]
-            n = c = np.zeros((1, k))
-        with self._lock:
+
+        def derive(n: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
             last = self._last.get((surface, k))
             prior = last[1] if last is not None and last[0] != version else examination_prior(k)
-            curve = examination_curve(n[0], c[0], prior)
-            if n[0].min() >= MIN_EXPOSURE:
+            curve = examination_curve(n, c, prior)
+            if n.min() >= MIN_EXPOSURE:
                 self._last[(surface, k)] = (version, curve)
-            self._curves[key] = (now, curve, n[0].copy())
-        return curve, n[0]
+            return curve, n.copy()
+
+        return self._rows.get((version, surface, k), version, examination_item(surface), k, derive)

@@ -260,7 +260,6 @@ class Recommender:
         # With pooling, the last coordinate is the item-level pool (bandits/pooled.py): one
         # past the clusters, so dense and never a cluster id.
         coords = context.indices
-        weights = context.weights
         if config.pooled:
             coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
@@ -273,7 +272,7 @@ class Recommender:
         # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
         # serving policy scores them through its ordinary interface.
         stats = DiagStats(self._s.lam, w2, b)
-        local = SparseContext(np.arange(len(context.indices), dtype=np.int64), weights)
+        local = SparseContext(np.arange(len(context.indices), dtype=np.int64), context.weights)
         scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
         explore = not reasons and rng.random() < config.explore_traffic
         slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
@@ -294,14 +293,13 @@ class Recommender:
         rows = known[slate.positions]
         created = np.where(rows >= 0, bundle.arrays["item_created"][np.maximum(rows, 0)], now)
         ages = {s.item_id: now - float(t) for s, t in zip(served, created.tolist(), strict=True)}
-        pooled = config.pooled
         ctx = RequestContext(
             request_id=request_id,
             surface=surface,
             version=bundle.version,
             # Updates carry the pool coordinate with weight 1 (bandits/pooled.py).
-            indices=coords.tolist() if pooled else context.indices.tolist(),
-            weights=[*context.weights.tolist(), 1.0] if pooled else context.weights.tolist(),
+            indices=coords.tolist(),
+            weights=[*context.weights.tolist(), *([1.0] if config.pooled else [])],
             items={s.item_id: (s.prior, s.explored) for s in served},
             ts=now,
             ages=ages,

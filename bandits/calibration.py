@@ -25,6 +25,8 @@ Before any traffic the map is the identity (``calibrated`` is False until ``min_
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -50,6 +52,17 @@ def bin_of(raw: ArrayLike) -> IntArray:
     x = _logit(as_float("raw", raw, 1))
     width = (LOGIT_HIGH - LOGIT_LOW) / BINS
     return np.clip(np.floor((x - LOGIT_LOW) / width), 0, BINS - 1).astype(np.int64)
+
+
+def bin_index(raw: float) -> int:
+    """``bin_of`` for one raw prior, without arrays (the consumer calls it per event).
+
+    >>> [bin_index(x) for x in (1e-6, 0.5, 0.999)]
+    [0, 16, 23]
+    """
+    q = min(max(raw, 1e-9), 1 - 1e-9)
+    width = (LOGIT_HIGH - LOGIT_LOW) / BINS
+    return min(max(math.floor((math.log(q / (1 - q)) - LOGIT_LOW) / width), 0), BINS - 1)
 
 
 def bin_centres() -> FloatArray:

@@ -106,12 +106,17 @@ def _pooled_scores(
     alpha: float,
 ) -> tuple[FloatArray, FloatArray]:
     theta0, var0 = pooled_item(n0, b0, lam)
-    denom = lam_pool + w2
-    theta = (b + lam_pool * theta0[:, None]) / denom
+    theta, denom = _clusters(w2, b, theta0, lam_pool)
     mean = p + theta @ w
     shrink = lam_pool / denom
     var = (1.0 / denom) @ (w * w) + (shrink @ w) ** 2 * var0
     return mean, alpha * np.sqrt(var)
+
+
+def _clusters(w2: FloatArray, b: FloatArray, theta0: FloatArray, lam_pool: float) -> tuple[FloatArray, FloatArray]:
+    """Each cluster's residual (N, K) shrunk towards ``theta0`` (N,), and its denominator."""
+    denom = lam_pool + w2
+    return (b + lam_pool * theta0[:, None]) / denom, denom
 
 
 def pooled_item(n0: FloatArray, b0: FloatArray, lam: float) -> tuple[FloatArray, FloatArray]:
@@ -135,6 +140,6 @@ def pooled_sample(
     """One Thompson draw of ``p + Σ_f w_f θ_f`` (N,): ``θ_0`` first, then each ``θ_f`` given it."""
     theta0, var0 = pooled_item(n0, b0, lam)
     draw0 = theta0 + sigma * np.sqrt(var0) * rng.standard_normal(len(p))
-    denom = lam_pool + w2
-    theta = (b + lam_pool * draw0[:, None]) / denom + sigma / np.sqrt(denom) * rng.standard_normal(w2.shape)
+    theta, denom = _clusters(w2, b, draw0, lam_pool)
+    theta = theta + sigma / np.sqrt(denom) * rng.standard_normal(w2.shape)
     return np.asarray(p + theta @ w, dtype=np.float64)

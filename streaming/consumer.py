@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
-from bandits.calibration import bin_of
+from bandits.calibration import bin_index
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
@@ -137,7 +137,7 @@ def build_deltas(
         raw = ctx.raw.get(ev.item_id)
         pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
         if raw is not None:
-            pseudo.append((calibration_item(ctx.surface), int(bin_of([raw])[0]), e))
+            pseudo.append((calibration_item(ctx.surface), bin_index(raw), e))
         position = ctx.positions.get(ev.item_id)
         if ctx.randomized and position is not None:
             pseudo.append((examination_item(ctx.surface), position, 1.0))
