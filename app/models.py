@@ -117,3 +117,4 @@ class SurfaceUpdate(BaseModel):
     position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
+    trending_per_request: Annotated[int, Field(ge=0, le=100)] | None = None

@@ -21,6 +21,7 @@ from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
 from app.surfaces import Surfaces
+from app.trending import Trending
 from bandits import DiagStats, Slate, SparseContext, select_slots
 from bandits.calibration import bin_centres
 from bandits.checks import FloatArray, IntArray
@@ -162,10 +163,12 @@ def candidate_rows(
     fresh_per_request: int | None = None,
     rng: np.random.Generator | None = None,
     popular_per_request: int = 0,
+    trending: IntArray | None = None,
 ) -> IntArray:
     """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated.
 
-    With ``popular_per_request``, the bundle's most popular items join too (``offline/bundle.py``).
+    With ``popular_per_request``, the bundle's most popular items join too (``offline/bundle.py``);
+    ``trending`` rows (``app/trending.py``) join as given.
     With ``fresh_per_request``, at most that many fresh items join, drawn at random: the pool
     can be most of a catalogue (every item with few training impressions), and scoring all of
     it made each request slow and its slate mostly items known by their features alone. The
@@ -179,6 +182,8 @@ def candidate_rows(
     if popular_per_request and "popular" in bundle.arrays:
         # Items good for everyone reach everyone, so the pooled residual can learn them.
         parts.append(bundle.arrays["popular"][:popular_per_request])
+    if trending is not None and len(trending):
+        parts.append(trending)
     return np.unique(np.concatenate(parts)).astype(np.int64)
 
 
@@ -213,6 +218,7 @@ class Recommender:
         self._rng_local = threading.local()
         self._calibration = Calibrations(store)
         self._examination = ExaminationCurves(store)
+        self._trending = Trending(store)
 
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
@@ -240,7 +246,8 @@ class Recommender:
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            rows = candidate_rows(bundle, context, config.fresh_per_request, rng, config.popular_per_request)
+            trending = self._trending.rows(bundle, config.trending_per_request)
+            rows = candidate_rows(bundle, context, config.fresh_per_request, rng, config.popular_per_request, trending)
             ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
         if exclude:
             excluded = set(exclude)
@@ -310,6 +317,7 @@ class Recommender:
             learn=learn,
             randomized=randomized,
             curve=[round(float(x), 6) for x in exam.tolist()],
+            pool=int(coords[-1]) if config.pooled else -1,
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace

@@ -42,6 +42,9 @@ class SurfaceConfig(BaseModel):
     fresh_per_request: int = Field(20, ge=0, le=1000)
     # Retrieval mode: the bundle's most popular items (recency-weighted) that join each request.
     popular_per_request: int = Field(50, ge=0, le=1000)
+    # Retrieval mode: the items trending now (doing far better than their priors, learnt from
+    # feedback across every context) that join each request (app/trending.py).
+    trending_per_request: int = Field(20, ge=0, le=100)
 
     def build_policy(self, lam: float) -> Policy[object]:
         params: dict[str, float] = {"lam": lam} if self.policy != "random" else {}

@@ -125,6 +125,31 @@ def pooled_item(n0: FloatArray, b0: FloatArray, lam: float) -> tuple[FloatArray,
     return b0 / d0, 1.0 / d0
 
 
+# How many impressions' worth of "no better than its prior" a trending score starts from. The
+# serving score trusts ``θ_0`` at ``λ`` (one lucky click moves it a lot, which is right for
+# the one item being scored); a list that every request reads needs more evidence than that,
+# or each lucky click would put an item in front of everyone.
+TRENDING_LAM = 8.0
+
+
+def trending_scores(n0: ArrayLike, b0: ArrayLike, lam: float = TRENDING_LAM) -> FloatArray:
+    """How much better than its prior an item does across every context (N,): the pool
+    coordinate's residual ``b_0 / (λ_t + n_0)`` under a stronger ridge ``λ_t``.
+
+    Items that turn into hits (a prior far below what users now do) rise to the top; an item
+    whose prior already predicts its clicks stays near 0, whatever its click rate. Serving adds
+    the top of this list to every request's candidates, so a hit found in one cluster reaches
+    all of them (``app/trending.py``).
+
+    >>> [round(x, 3) for x in trending_scores([20.0, 1.0, 0.0], [6.0, 1.0, 0.0]).tolist()]
+    [0.214, 0.111, 0.0]
+    """
+    n0_arr, b0_arr = as_float("n0", n0, 1), as_float("b0", b0, 1)
+    if n0_arr.shape != b0_arr.shape:
+        raise ValueError(f"n0/b0: shapes differ, {n0_arr.shape} and {b0_arr.shape}")
+    return np.asarray(b0_arr / (positive("lam", lam) + n0_arr), dtype=np.float64)
+
+
 def pooled_sample(
     p: FloatArray,
     w: FloatArray,

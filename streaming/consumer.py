@@ -18,6 +18,11 @@ exactly once. In the rare case of a rebalance overlap that partly applied it (``
 that batch's calibration delta is dropped rather than recomputed: a few events fewer in a
 statistical estimate, never one counted twice. Impressions and clicks of randomised slates
 count per position in the surface's examination pseudo-item the same way.
+
+Trending. After a batch, each item whose pooled residual it changed is re-scored from the
+store (``bandits.pooled.trending_scores``) into the version's trending list; serving adds the
+list's top to every request's candidates, so an item that turns into a hit in one cluster
+reaches every user within a second or two (``app/trending.py``).
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ import structlog
 
 from bandits.calibration import bin_index
 from bandits.checks import FloatArray, IntArray
+from bandits.pooled import trending_scores
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
 from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
-from streaming.stores import Applied, ItemDelta, Store, StoreUnavailable, retire_versions
+from streaming.stores import TRENDING_KEEP, Applied, ItemDelta, Store, StoreUnavailable, retire_versions
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +73,8 @@ class PartitionWork:
     ops: Counter[tuple[str, str]] = field(default_factory=Counter)
     surface_ts: list[tuple[str, float]] = field(default_factory=list)
     fresh_impressions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (version, item) → its pool coordinate, for items whose residual was learnt (trending).
+    pools: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def build_deltas(
@@ -134,6 +142,8 @@ def build_deltas(
         # explored during the warm-up (found by the random-order test runs).
         b_factor = e * reward - (e * e * prior if impression else 0.0)
         rows.append((key, ctx, e * e if impression else 0.0, b_factor if ctx.learn else 0.0))
+        if ctx.pool >= 0 and ctx.learn:
+            work.pools[key] = ctx.pool
         raw = ctx.raw.get(ev.item_id)
         pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
         if raw is not None:
@@ -326,6 +336,7 @@ class FeedbackConsumer:
                 batch_counts["dead_malformed"] += 1
         request_ids = sorted({ev.request_id for evs in parsed.values() for _, ev in evs})
         ops: list[PartitionWork] = []
+        touched: dict[tuple[str, int], set[str]] = defaultdict(set)  # (version, pool) → items applied
         contexts = self._store.get_contexts(request_ids)
         for partition, events in parsed.items():
             events.sort(key=lambda pair: pair[0])
@@ -336,6 +347,10 @@ class FeedbackConsumer:
                 for version, deltas in work.deltas.items():
                     results = self._store.apply(version, partition, deltas, self._window)
                     conflicted |= {d.item for d, r in zip(deltas, results, strict=True) if r == Applied.CONFLICT}
+                    for d, r in zip(deltas, results, strict=True):
+                        pool = work.pools.get((version, d.item))
+                        if r == Applied.APPLIED and pool is not None:
+                            touched[(version, pool)].add(d.item)
                 if todo is events:
                     # Counted from the first pass only: a retry recomputes conflicted items, it
                     # does not add events.
@@ -351,6 +366,7 @@ class FeedbackConsumer:
                 raise RuntimeError(f"partition {partition}: items kept conflicting; will retry the batch")
         if dead:
             self._producer.send_and_wait([Message(self._dlq_topic, d.key, _dead_value(d)) for d in dead], 5.0)
+        self._update_trending(touched)
         self.stats.last_apply_s = time.perf_counter() - start
         self.stats.counts.update(batch_counts)
         self._batch_counts = batch_counts
@@ -358,6 +374,19 @@ class FeedbackConsumer:
         applied_ts = [ts for work in ops for _, ts in work.surface_ts]
         if self._on_applied is not None and applied_ts:
             self._on_applied(applied_ts)
+
+    def _update_trending(self, touched: dict[tuple[str, int], set[str]]) -> None:
+        """Re-score the items this batch changed (``bandits.pooled.trending_scores``), read back
+        from the store so the score is the item's whole history, whichever consumer applied it.
+        A derived value: if this write is lost, the item's next update repairs it."""
+        try:
+            for (version, pool), items in touched.items():
+                ordered = sorted(items)
+                n0, b0 = self._store.gather(version, ordered, np.array([pool], dtype=np.int64))
+                scores = trending_scores(n0[:, 0], b0[:, 0])
+                self._store.put_trending(version, dict(zip(ordered, scores.tolist(), strict=True)), TRENDING_KEEP)
+        except StoreUnavailable:
+            log.warning("trending_not_updated")
 
     def _count(self, works: list[PartitionWork]) -> None:
         """Operator counters for what this batch newly credited (after the statistics: at most once)."""

@@ -153,6 +153,9 @@ class RequestContext:
     randomized: bool = False
     # The examination curve (k,) the weights in ``exam`` came from, for events naming a position.
     curve: list[float] = field(default_factory=list)
+    # The pool coordinate among ``indices`` (bandits/pooled.py), -1 without pooling: the
+    # consumer ranks trending items by it.
+    pool: int = -1
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -172,6 +175,7 @@ class RequestContext:
                 "learn": self.learn,
                 "randomized": self.randomized,
                 "curve": self.curve,
+                "pool": self.pool,
             }
         )
 
@@ -194,4 +198,5 @@ class RequestContext:
             learn=bool(raw.get("learn", True)),
             randomized=bool(raw.get("randomized", False)),
             curve=[float(x) for x in raw.get("curve", [])],
+            pool=int(raw.get("pool", -1)),
         )

@@ -23,6 +23,9 @@ key                                                type    value                
 ``om:stats-surfaces``                              SET     surfaces that have counters           none
 ``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
 ``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
+``om:v:<version>:trending``                        ZSET    item → trending score                 none
+                                                           (``bandits.pooled.trending_scores``),
+                                                           the ``TRENDING_KEEP`` highest only
 ``om:{fleet}:versions``                            HASH    version → when its namespace was      none
                                                            first written (epoch s)
 ``om:{fleet}:serving``                             HASH    version → latest report (epoch s) of  none
@@ -194,6 +197,10 @@ SURFACES_KEY = "om:surfaces"
 SURFACE_CHANGES_KEY = "om:surface-changes"
 
 
+def trending_key(version: str) -> str:
+    return f"om:v:{check_key_part('version', version)}:trending"
+
+
 def context_key(request_id: str) -> str:
     return f"om:ctx:{request_id}"
 
@@ -343,6 +350,21 @@ class RedisStore:
         pipe.expire(key, 2 * 86400)
         totals = pipe.execute()[:-1]
         return {item: int(t) for item, t in zip(counts, totals, strict=True)}
+
+    @_unavailable_on_redis_error
+    def put_trending(self, version: str, scores: dict[str, float], keep: int) -> None:
+        if not scores:
+            return
+        key = trending_key(version)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zadd(key, scores)
+        pipe.zremrangebyrank(key, 0, -(keep + 1))
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def trending(self, version: str, n: int) -> list[str]:
+        found = self._r.zrevrangebyscore(trending_key(version), "+inf", "(0", start=0, num=n)
+        return [_text(item) for item in found if isinstance(item, bytes | str)]
 
     @_unavailable_on_redis_error
     def put_lag(self, group: str, lag: dict[int, int]) -> None:

@@ -21,6 +21,8 @@ Semantics every store keeps
 - Request contexts are stored under their request id with the attribution-window TTL.
 - Surface settings are one JSON document per surface, shared by every API replica; each
   change is appended to a capped log (who, when, old → new).
+- Trending scores per (version, item), the ``TRENDING_KEEP`` highest of a version, derived
+  from its statistics by the consumers (``streaming/consumer.py``); deleted with the version.
 - Operator counters are integers per (surface, minute, field), written by the API and the
   consumers, expiring after ``STATS_TTL_S`` so they cannot grow without bound. Consumer lag is
   a gauge per (group, partition).
@@ -39,6 +41,10 @@ import numpy as np
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import RequestContext
+
+# Trending items kept per version (the highest scores): far more than any request reads, few
+# enough that the sorted set stays small.
+TRENDING_KEEP = 1000
 
 
 class StoreUnavailable(RuntimeError):
@@ -121,6 +127,16 @@ class Store(Protocol):
 
     def count_impressions(self, version: str, counts: dict[str, int]) -> dict[str, int]:
         """Add to per-item impression counts (fresh items only); return the new totals."""
+        ...
+
+    def put_trending(self, version: str, scores: dict[str, float], keep: int) -> None:
+        """Set the trending scores of these items (``bandits.pooled.trending_scores``), keeping
+        only the ``keep`` highest of the version. Derived from the statistics, so rewriting
+        them is idempotent: a lost write is repaired by the item's next update."""
+        ...
+
+    def trending(self, version: str, n: int) -> list[str]:
+        """The ``n`` items with the highest positive trending scores, best first."""
         ...
 
     def put_lag(self, group: str, lag: dict[int, int]) -> None: ...
@@ -274,6 +290,7 @@ class MemoryStore:
         self._counters: dict[tuple[str, int], dict[str, int]] = {}
         self._lag: dict[str, dict[int, int]] = {}
         self._impressions: dict[tuple[str, str], int] = {}
+        self._trending: dict[str, dict[str, float]] = {}
         self._serving: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -384,6 +401,19 @@ class MemoryStore:
                 out[item] = total
             return out
 
+    def put_trending(self, version: str, scores: dict[str, float], keep: int) -> None:
+        with self._lock:
+            table = self._trending.setdefault(version, {})
+            table.update(scores)
+            if len(table) > keep:
+                self._trending[version] = dict(sorted(table.items(), key=lambda kv: -kv[1])[:keep])
+
+    def trending(self, version: str, n: int) -> list[str]:
+        with self._lock:
+            table = self._trending.get(version, {})
+            best = sorted(((-score, item) for item, score in table.items() if score > 0))[:n]
+        return [item for _, item in best]
+
     def put_lag(self, group: str, lag: dict[int, int]) -> None:
         with self._lock:
             self._lag[group] = dict(lag)
@@ -428,6 +458,7 @@ class MemoryStore:
             self._marks = {k: v for k, v in self._marks.items() if k[0] != version}
             self._impressions = {k: v for k, v in self._impressions.items() if k[0] != version}
             self._credits = {k: v for k, v in self._credits.items() if k[0] != version}
+            before += len(self._trending.pop(version, {}))
             self._serving.pop(version, None)
             self._retiring.discard(version)
             return before - (len(self._stats) + len(self._marks) + len(self._impressions) + len(self._credits))

@@ -231,3 +231,38 @@ def _matches(store: Store, version: str, expected: dict[str, dict[int, list[floa
     except AssertionError:
         return False
     return True
+
+
+def test_an_item_clicked_across_clusters_becomes_trending(infra: Infra) -> None:
+    """The pool coordinate (here 6) of pooled contexts ranks items against their priors: the
+    one clicked far above its prior leads, the ones shown and ignored are not listed, and
+    contexts without pooling (``pool`` -1) leave the list alone."""
+    pool = 6
+    contexts, events = [], []
+    for r in range(40):
+        rid = f"trend-{r}"
+        cluster = r % 3  # spread over clusters: only the pool sees all of it
+        pooled = r < 30
+        items = {"hit": (0.02, False), "dud": (0.3, False), "plain": (0.05, False)}
+        contexts.append(
+            RequestContext(
+                rid, "home", infra.version, [cluster, pool] if pooled else [cluster], [1.0, 1.0] if pooled else [1.0],
+                items, 0.0, pool=pool if pooled else -1,
+            )
+        )  # fmt: skip
+        for item in items:
+            events.append(FeedbackEvent(f"{rid}-{item}-i", rid, item, "impression", 0.0, time.time()))
+        if r % 2 == 0:
+            events.append(FeedbackEvent(f"{rid}-hit-c", rid, "hit", "click", 1.0, time.time()))
+        if r == 39:  # unpooled: must not make "plain" trending
+            events.append(FeedbackEvent(f"{rid}-plain-c", rid, "plain", "click", 1.0, time.time()))
+    publish(infra, contexts, events)
+    consumer = infra.consumer()
+    try:
+        drain([consumer], len(events))
+    finally:
+        consumer.close()
+    assert infra.store.trending(infra.version, 10) == ["hit"]
+    # The score is the pool coordinate's residual under the trending ridge, read back whole.
+    n0, b0 = infra.store.gather(infra.version, ["hit"], np.array([pool]))
+    assert n0[0, 0] == pytest.approx(30.0) and b0[0, 0] == pytest.approx(15 - 30 * 0.02)

@@ -12,7 +12,7 @@ import redis
 
 from bench.services import free_port
 from streaming.events import EventError, RequestContext
-from streaming.redis_store import RedisStore, context_key, credit_key, mark_key, stats_key
+from streaming.redis_store import RedisStore, context_key, credit_key, mark_key, stats_key, trending_key
 from streaming.stores import Applied, ItemDelta, MemoryStore, Store, StoreUnavailable
 
 
@@ -214,6 +214,9 @@ def test_redis_keys_follow_the_documented_layout(redis_url: str, version: str) -
     assert client.get(credit) == b"ic"
     assert 0 < client.pttl(credit) <= TTL * 1000
     assert 0 < client.pttl(context_key("req-5")) <= TTL * 1000
+    store.put_trending(version, {"item-9": 0.5}, keep=10)
+    assert client.type(trending_key(version)) == b"zset" and trending_key(version) == f"om:v:{version}:trending"
+    assert client.zscore(trending_key(version), "item-9") == 0.5
     with pytest.raises(EventError, match="item_id"):
         stats_key(version, "bad{tag}")
     with pytest.raises(EventError, match="item_id"):
@@ -251,3 +254,21 @@ def test_consumer_lag_is_a_gauge(store: Store) -> None:
     store.put_lag(group, {0: 5, 1: 0})
     store.put_lag(group, {0: 2})
     assert store.get_lag(group)[0] == 2
+
+
+def test_trending_keeps_the_highest_positive_scores_and_goes_with_its_version(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("a", 1, [0], [1.0], [1.0])], TTL)  # the consumer writes both
+    store.put_trending(version, {"a": 0.1, "b": 0.3, "c": -0.2, "d": 0.0}, keep=3)
+    assert store.trending(version, 10) == ["b", "a"]  # positive only, best first
+    store.put_trending(version, {"e": 0.2, "a": 0.4}, keep=3)  # rewritten, and one more
+    assert store.trending(version, 10) == ["a", "b", "e"]  # "c" and "d" fell off the kept three
+    assert store.trending(version, 2) == ["a", "b"]
+    assert store.trending(version + "-other", 10) == []
+    store.put_trending(version, {"a": -0.1}, keep=3)  # its residual fell: no longer trending
+    assert store.trending(version, 10) == ["b", "e"]
+
+    # Retired once another version is live and its own last report is old.
+    assert store.heartbeat(version, time.time() - 1000.0) and store.heartbeat(version + "-next", time.time())
+    assert store.begin_retire(version, time.time(), grace_s=1.0, lease_s=1.0)
+    assert store.drop_version(version) >= 2  # a's statistics and watermark, the trending list
+    assert store.trending(version, 10) == []
