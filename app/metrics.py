@@ -18,6 +18,9 @@ class Metrics:
         self.recommendations = Counter(
             "om_recommended_items_total", "Served slots", ["surface", "explored"], registry=r
         )
+        self.unknown_candidates = Counter(
+            "om_unknown_candidates_total", "Candidates not in the serving bundle", ["surface"], registry=r
+        )
         self.degraded = Counter("om_degraded_responses_total", "Responses served degraded", ["reason"], registry=r)
         self.feedback = Counter("om_feedback_events_total", "Feedback events", ["type", "outcome"], registry=r)
         self.store_errors = Counter("om_store_errors_total", "Statistics store (Redis) errors", ["op"], registry=r)

@@ -65,6 +65,9 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     degraded: bool
     degraded_reasons: list[str] = []
+    # Candidates that are neither in the serving bundle nor known otherwise: each was scored
+    # with the prior of an item known by nothing, at most the request's typical known prior.
+    unknown_candidates: int = 0
 
 
 class FeedbackEventIn(BaseModel):

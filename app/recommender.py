@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from app.calibrations import Calibrations, ExaminationCurves
@@ -123,6 +124,7 @@ class Recommendation:
     items: list[ServedItem]
     degraded: bool
     degraded_reasons: list[str] = field(default_factory=list)
+    unknown_candidates: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,25 @@ def candidate_rows(
     if trending is not None and len(trending):
         parts.append(trending)
     return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def unknown_priors(raw: FloatArray, known: npt.NDArray[np.bool_]) -> FloatArray:
+    """Priors (N,) with each unknown candidate's (``known`` False) set to what an item known by
+    nothing deserves: the median of this request's known priors, and never more than the
+    bundle's default (``raw`` holds it at the unknown entries).
+
+    Round 1 gave unknown ids the bundle's ``default_prior``, which sat above most known items'
+    priors, so any typo or retired id topped a cold user's slate and won the exploration slots.
+    The median keeps an unknown id in the middle of what is on offer: it still has the largest
+    bonus (no statistics), so explore traffic tries it, and feedback teaches it as any item.
+
+    >>> unknown_priors(np.array([0.2, 0.01, 0.03, 0.5]), np.array([False, True, True, True])).tolist()
+    [0.03, 0.01, 0.03, 0.5]
+    """
+    out = raw.copy()
+    if known.any():
+        out[~known] = np.minimum(raw[~known], float(np.median(raw[known])))
+    return out
 
 
 def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
@@ -256,10 +277,14 @@ class Recommender:
             return Recommendation(uuid.uuid4().hex, bundle.version, [], False)
 
         known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
-        raw = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
         mask = known >= 0
+        raw = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
         if mask.any():
             raw[mask] = priors(bundle, u, known[mask])
+        unknown = len(ids) - int(mask.sum())
+        if unknown:
+            raw = unknown_priors(raw, mask)
+            self._metrics.unknown_candidates.labels(surface).inc(unknown)
         prior, learn = raw, True
         if config.calibrate:
             prior, learn = self._calibration.apply(bundle.version, surface, raw)
@@ -341,7 +366,7 @@ class Recommender:
         c.add(surface, "explored", sum(s.explored for s in served))
         c.add(surface, "degraded", int(bool(reasons)))
         c.add(surface, bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS))
-        return Recommendation(request_id, bundle.version, served, bool(reasons), reasons)
+        return Recommendation(request_id, bundle.version, served, bool(reasons), reasons, unknown)
 
     def learnt_model(self, surface: str, k: int = 10) -> dict[str, object]:
         """What the surface has learnt beside the item statistics: its examination curve (from

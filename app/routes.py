@@ -71,6 +71,7 @@ async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendRespon
         ],
         degraded=rec.degraded,
         degraded_reasons=rec.degraded_reasons,
+        unknown_candidates=rec.unknown_candidates,
     )
 
 

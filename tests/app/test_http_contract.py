@@ -39,6 +39,21 @@ def test_caller_candidates_and_exclusions_are_honoured(client: TestClient) -> No
     assert ids <= {"item-1", "item-3", "brand-new-item"} and len(ids) == 3
 
 
+def test_unknown_candidates_get_a_modest_prior_and_are_counted(client: TestClient) -> None:
+    without_calibration(client)  # compare raw priors: the calibration maps them monotonically
+    user = "someone-never-seen"
+    pool = recommend(client, k=100, user_id=user, candidates=[f"item-{n}" for n in range(100)])["items"]
+    weakest = [i["item_id"] for i in sorted(pool, key=lambda i: i["prior"])[:5]]
+    data = recommend(client, k=6, user_id=user, candidates=["typo-item", *weakest])
+    assert data["unknown_candidates"] == 1
+    priors = {i["item_id"]: i["prior"] for i in data["items"]}
+    # Round 1 gave an unknown id the bundle default, above these items' priors.
+    assert priors["typo-item"] == pytest.approx(sorted(priors[i] for i in weakest)[2])
+    assert recommend(client, k=3, candidates=weakest)["unknown_candidates"] == 0
+    metrics = client.get("/metrics").text
+    assert 'om_unknown_candidates_total{surface="default"} 1.0' in metrics
+
+
 def test_unknown_and_cold_users_are_served(client: TestClient) -> None:
     data = recommend(client, k=5, user_id="someone-never-seen")
     assert len(data["items"]) == 5
