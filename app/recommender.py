@@ -370,16 +370,22 @@ class Recommender:
 
     def learnt_model(self, surface: str, k: int = 10) -> dict[str, object]:
         """What the surface has learnt beside the item statistics: its examination curve (from
-        randomised slates) and its calibration (raw prior → top-slot click probability)."""
+        randomised slates), its calibration (raw prior → top-slot click probability) and the
+        version's top trending items (``app/trending.py``)."""
         version = self._bundles.current.version
         curve, impressions = self._examination.estimate(version, surface, k)
         calibrated, exposure = self._calibration.curve(version, surface)
+        try:
+            trending = self._store.trending(version, 10)
+        except StoreUnavailable:
+            trending = []
         return {
             "examination": [round(float(x), 4) for x in curve],
             "examination_impressions": [int(x) for x in impressions],
             "calibration_raw": [round(float(x), 5) for x in bin_centres()],
             "calibration_click_rate": [round(float(x), 5) for x in calibrated],
             "calibration_exposure": round(exposure, 1),
+            "trending": trending,
         }
 
     def _log_decision(self, ctx: RequestContext, served_as_impressions: bool) -> None:

@@ -138,7 +138,9 @@ function render(stats) {
       "Examination by position (estimated from randomised slates, 1 = top): ",
       el("span", { class: "curve" }, [s.learnt.examination.map(x => x.toFixed(2)).join(" · ")]),
       ` — ${s.learnt.examination_impressions.reduce((a, b) => a + b, 0)} randomised impressions;`
-      + ` calibration from ${s.learnt.calibration_exposure} exposures`]) : el("p", {}, []);
+      + ` calibration from ${s.learnt.calibration_exposure} exposures.`
+      + ` Trending now (far above their priors, joining every request): `
+      + (s.learnt.trending.length ? s.learnt.trending.join(", ") : "none yet")]) : el("p", {}, []);
     box.replaceChildren(
       el("h2", {}, [`${name} · ${c.policy} · α ${c.alpha} · explore_slots ${c.explore_slots} · explore_traffic ${c.explore_traffic}`]),
       settingsForm(name, c), learnt,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
 
 from app.recommender import candidate_rows, sparse_context
 from app.trending import Trending
 from offline.bundle import Bundle, load_current
 from streaming.stores import MemoryStore, StoreUnavailable
+from tests.app.conftest import auth
 
 
 def an_item_outside(bundle: Bundle, user: str) -> tuple[int, np.ndarray]:
@@ -61,3 +63,13 @@ def test_the_list_is_read_once_per_refresh_and_survives_an_outage(bundle_dir: Pa
     store.down = True
     assert live.rows(bundle, 5).tolist() == [3]  # the last list stands while the store is down
     assert store.reads == 3
+
+
+def test_operators_see_the_trending_items(client: TestClient) -> None:
+    svc = client.app.state.services  # type: ignore[attr-defined]  # Starlette's untyped state
+    recommend_body = {"user_id": "u-1", "k": 3}
+    assert client.post("/v1/recommend", json=recommend_body).status_code == 200
+    version = svc.bundles.current.version
+    svc.store.put_trending(version, {"item-7": 0.4, "item-3": 0.1}, keep=100)
+    body = client.get("/v1/admin/stats", headers=auth()).json()
+    assert body["surfaces"]["default"]["learnt"]["trending"] == ["item-7", "item-3"]
