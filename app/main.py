@@ -6,6 +6,7 @@ Routes live in ``app/routes.py``; each is one call into ``Recommender`` or ``Sur
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.lease import Report, ServingLease
 from app.logs import configure_logging
 from app.metrics import Metrics
+from app.models import Problem
 from app.recommender import BundleHolder, NoBundle, Recommender
 from app.settings import Settings
 from app.surfaces import Surfaces
@@ -186,6 +188,30 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+DESCRIPTION = (
+    "Real-time recommendations explored by a contextual bandit. Every error is "
+    "`application/problem+json` (the `Problem` schema); a 503 carries `Retry-After` when retrying helps."
+)
+TAGS = [
+    {"name": "recommendations", "description": "Ask for a slate, then report what the user saw and did."},
+    {"name": "admin", "description": "Operator routes: they need the operator bearer token."},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "dashboard", "description": "The operator dashboard (HTML); its data comes from `get_stats`."},
+]
+
+
+def openapi(app: FastAPI, generate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI's schema plus the one ``Problem`` component every error response refers to."""
+    if app.openapi_schema is None:
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem_schema.pop("$defs", {}))
+        components["Problem"] = problem_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """Build the app; ``services`` may be injected (tests), else they are built from ``settings``."""
 
@@ -200,7 +226,14 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             svc.close()
 
     configure_logging(settings.log_level)
-    app = FastAPI(title="onlinematch", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="onlinematch",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.openapi = functools.partial(openapi, app, app.openapi)  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -40,7 +40,20 @@ FeatureValue = Annotated[float | str, PlainValidator(_feature_value)]
 
 
 class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "u-1842",
+                    "surface": "home",
+                    "k": 10,
+                    "user_features": {"country": "de", "age": 34},
+                    "exclude": ["item-17"],
+                }
+            ]
+        },
+    )
 
     user_id: Id
     surface: SurfaceName = "default"
@@ -84,7 +97,31 @@ class FeedbackEventIn(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "3f2b9c-item-42-impression",
+                            "request_id": "3f2b9c0d5e6a4b7c8d9e0f1a2b3c4d5e",
+                            "item_id": "item-42",
+                            "type": "impression",
+                            "position": 0,
+                        },
+                        {
+                            "event_id": "3f2b9c-item-42-click",
+                            "request_id": "3f2b9c0d5e6a4b7c8d9e0f1a2b3c4d5e",
+                            "item_id": "item-42",
+                            "type": "click",
+                            "position": 0,
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     events: list[FeedbackEventIn] = Field(min_length=1, max_length=1000)
 
@@ -104,7 +141,10 @@ class FeedbackResponse(BaseModel):
 class SurfaceUpdate(BaseModel):
     """Fields left out keep their current values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"policy": "diag_linucb", "alpha": 0.2, "explore_traffic": 0.1}]},
+    )
 
     policy: Literal["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"] | None = None
     alpha: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
@@ -121,3 +161,32 @@ class SurfaceUpdate(BaseModel):
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     trending_per_request: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The invalid field, dotted (``events.1.item_id``); ``body`` for the body itself.")
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error body (RFC 9457 ``application/problem+json``), as ``app.main.problem`` writes it."""
+
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Invalid request"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["k: Input should be greater than or equal to 1"])
+    # Only a 422 carries it: one entry per invalid field.
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """``GET /readyz``: 200 once a bundle is loaded, else 503 with this same body."""
+
+    ready: bool
+    bundle: str | None
+    bundle_error: str | None
+    degraded: list[str]

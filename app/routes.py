@@ -6,16 +6,19 @@ import hmac
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.dashboard import build_stats
-from app.main import Services
+from app.main import PROBLEM, Services
 from app.models import (
     FeedbackRequest,
     FeedbackResponse,
+    Health,
+    Readiness,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
@@ -41,9 +44,21 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def operator(svc: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> str:
+# Declares the scheme in the OpenAPI only: ``operator`` reads and checks the header itself.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="operatorToken",
+    description="The operator token (`OPERATOR_TOKEN`), sent as `Authorization: Bearer <token>`.",
+)
+
+
+def operator(
+    request: Request,
+    svc: ServicesDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> str:
     expected = svc.settings.operator_token.get_secret_value()
-    scheme, _, token = (authorization or "").partition(" ")
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise HTTPException(401, "Authorization: a valid operator bearer token is required")
     return "operator"
@@ -52,7 +67,38 @@ def operator(svc: ServicesDep, authorization: Annotated[str | None, Header()] = 
 OperatorDep = Annotated[str, Depends(operator)]
 
 
-@router.post("/v1/recommend", response_model=RecommendResponse)
+def problem_response(description: str, retry_after: bool = False) -> dict[str, Any]:
+    """One documented error status: its body is the shared ``Problem`` component (``app.main.openapi``)."""
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+        }
+    return response
+
+
+TEXT: dict[str, Any] = {"schema": {"type": "string"}}
+BAD_BODY = problem_response("The body could not be read (not UTF-8 JSON).")
+INVALID = problem_response("A field, parameter or header is invalid; `errors` names each one.")
+UNAUTHORIZED = problem_response("The operator bearer token is missing or wrong.")
+NO_BUNDLE = problem_response("No model bundle is loaded yet; retry after `Retry-After` seconds.", retry_after=True)
+BROKER_DOWN = problem_response(
+    "The event broker did not acknowledge; nothing was accepted, retry after `Retry-After` seconds.", retry_after=True
+)
+STORE_DOWN = problem_response("The statistics store did not take the change; nothing changed.")
+
+
+@router.post(
+    "/v1/recommend",
+    response_model=RecommendResponse,
+    operation_id="recommend",
+    tags=["recommendations"],
+    summary="Rank items for a user on a surface",
+    responses={400: BAD_BODY, 422: INVALID, 503: NO_BUNDLE},
+)
 async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendResponse:
     rec = await run_in_threadpool(
         svc.recommender.recommend,
@@ -75,7 +121,15 @@ async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendRespon
     )
 
 
-@router.post("/v1/feedback", status_code=202, response_model=FeedbackResponse)
+@router.post(
+    "/v1/feedback",
+    status_code=202,
+    response_model=FeedbackResponse,
+    operation_id="send_feedback",
+    tags=["recommendations"],
+    summary="Report impressions, clicks and rewards (idempotent by event_id)",
+    responses={400: BAD_BODY, 422: INVALID, 503: BROKER_DOWN},
+)
 async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse:
     events = [
         FeedbackEvent(
@@ -100,12 +154,26 @@ async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse:
     )
 
 
-@router.get("/v1/admin/surfaces/{surface}", response_model=SurfaceConfig)
+@router.get(
+    "/v1/admin/surfaces/{surface}",
+    response_model=SurfaceConfig,
+    operation_id="get_surface",
+    tags=["admin"],
+    summary="Read a surface's exploration settings",
+    responses={401: UNAUTHORIZED, 422: INVALID},
+)
 async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep, _: OperatorDep) -> SurfaceConfig:
     return svc.surfaces.get(surface)
 
 
-@router.put("/v1/admin/surfaces/{surface}", response_model=SurfaceConfig)
+@router.put(
+    "/v1/admin/surfaces/{surface}",
+    response_model=SurfaceConfig,
+    operation_id="put_surface",
+    tags=["admin"],
+    summary="Change a surface's exploration settings (fields left out keep their values)",
+    responses={400: BAD_BODY, 401: UNAUTHORIZED, 422: INVALID, 503: STORE_DOWN},
+)
 async def put_surface(
     surface: Annotated[SurfaceName, Path()],
     body: SurfaceUpdate,
@@ -122,17 +190,33 @@ async def put_surface(
     return updated
 
 
-@router.get("/v1/admin/stats")
+@router.get(
+    "/v1/admin/stats",
+    operation_id="get_stats",
+    tags=["admin"],
+    summary="The last hour by minute, per surface (what the dashboard draws)",
+    responses={401: UNAUTHORIZED},
+)
 async def admin_stats(svc: ServicesDep, _: OperatorDep) -> dict[str, Any]:
     return await run_in_threadpool(build_stats, svc)
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
+@router.get("/dashboard", response_class=HTMLResponse, operation_id="get_dashboard", tags=["dashboard"])
 async def dashboard() -> HTMLResponse:
     return HTMLResponse(DASHBOARD_HTML)
 
 
-@router.get("/dashboard/{asset}")
+@router.get(
+    "/dashboard/{asset}",
+    operation_id="get_dashboard_asset",
+    tags=["dashboard"],
+    response_class=Response,
+    responses={
+        200: {"description": "The asset.", "content": {"text/javascript": TEXT, "text/css": TEXT}},
+        404: problem_response("No such asset."),
+        422: INVALID,
+    },
+)
 async def dashboard_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:
     path = STATIC / asset
     if not path.is_file():
@@ -141,12 +225,19 @@ async def dashboard_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)
     return Response(path.read_bytes(), media_type=media)
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health, operation_id="get_health", tags=["health"], summary="Liveness")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    operation_id="get_readiness",
+    tags=["health"],
+    summary="Readiness: 200 once a model bundle is loaded",
+    responses={503: {"model": Readiness, "description": "Not ready: no model bundle is loaded yet."}},
+)
 async def readyz(svc: ServicesDep) -> JSONResponse:
     store_ok = await run_in_threadpool(svc.store.ping)
     bus_ok = await run_in_threadpool(svc.bus.ping)
@@ -162,6 +253,13 @@ async def readyz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if svc.bundles.loaded else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    operation_id="get_metrics",
+    tags=["health"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text exposition format.", "content": {"text/plain": TEXT}}},
+)
 async def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
