@@ -21,8 +21,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from bandits.calibration import BINS, MIN_EXPOSURE, calibrate, calibration_curve
-from bandits.checks import FloatArray
+from bandits.calibration import BINS, GROUPS, MIN_EXPOSURE, calibrate_grouped, grouped_curves
+from bandits.checks import FloatArray, IntArray
 from bandits.position import examination_curve, examination_prior
 from streaming.events import calibration_item, examination_item
 from streaming.stores import Store, StoreUnavailable
@@ -62,26 +62,35 @@ class _PseudoRows(Generic[T]):
 
 class Calibrations:
     def __init__(self, store: Store, refresh_s: float = REFRESH_S) -> None:
-        # (version, surface) → (curve (BINS,), total exposure)
-        self._rows: _PseudoRows[tuple[FloatArray, float]] = _PseudoRows(store, refresh_s)
+        # (version, surface) → (curves (GROUPS, BINS), pooled curve (BINS,), total exposure)
+        self._rows: _PseudoRows[tuple[FloatArray, FloatArray, float]] = _PseudoRows(store, refresh_s)
         self._last: dict[str, tuple[str, FloatArray]] = {}  # surface → (version, its newest trusted curve)
 
-    def apply(self, version: str, surface: str, raw: FloatArray) -> tuple[FloatArray, bool]:
-        """Calibrated priors (N,) for raw offline priors (N,), and whether the map is trusted."""
-        curve, exposure = self.curve(version, surface)
-        return calibrate(raw, curve), exposure >= MIN_EXPOSURE
+    def apply(
+        self, version: str, surface: str, raw: FloatArray, groups: IntArray | None = None
+    ) -> tuple[FloatArray, bool]:
+        """Calibrated priors (N,) for raw offline priors (N,) of items in popularity ``groups``
+        (N,; all 0 when None), and whether the map is trusted."""
+        curves, _, exposure = self._read(version, surface)
+        g = np.zeros(len(raw), dtype=np.int64) if groups is None else groups
+        return calibrate_grouped(raw, g, curves), exposure >= MIN_EXPOSURE
 
     def curve(self, version: str, surface: str) -> tuple[FloatArray, float]:
-        def derive(exposure: FloatArray, clicks: FloatArray) -> tuple[FloatArray, float]:
+        """The map of all popularity groups together (BINS,) and its total exposure."""
+        _, pooled, exposure = self._read(version, surface)
+        return pooled, exposure
+
+    def _read(self, version: str, surface: str) -> tuple[FloatArray, FloatArray, float]:
+        def derive(exposure: FloatArray, clicks: FloatArray) -> tuple[FloatArray, FloatArray, float]:
             last = self._last.get(surface)
             carried = last[1] if last is not None and last[0] != version else None
-            curve = calibration_curve(exposure, clicks, prior_curve=carried)
+            curves, pooled = grouped_curves(exposure, clicks, prior_curve=carried)
             total = float(exposure.sum())
             if total >= MIN_EXPOSURE:
-                self._last[surface] = (version, curve)
-            return curve, total
+                self._last[surface] = (version, pooled)
+            return curves, pooled, total
 
-        return self._rows.get((version, surface), version, calibration_item(surface), BINS, derive)
+        return self._rows.get((version, surface), version, calibration_item(surface), GROUPS * BINS, derive)
 
 
 class ExaminationCurves:

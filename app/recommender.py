@@ -24,7 +24,7 @@ from app.settings import Settings
 from app.surfaces import Surfaces
 from app.trending import Trending
 from bandits import DiagStats, Slate, SparseContext, select_slots
-from bandits.calibration import bin_centres
+from bandits.calibration import bin_centres, popularity_groups
 from bandits.checks import FloatArray, IntArray
 from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior, user_from_features
 from streaming.bus import BusUnavailable, Message, Producer
@@ -240,6 +240,16 @@ class Recommender:
         self._calibration = Calibrations(store)
         self._examination = ExaminationCurves(store)
         self._trending = Trending(store)
+        self._popularity: tuple[str, IntArray] | None = None
+
+    def _groups(self, bundle: Bundle) -> IntArray:
+        """Each item row's popularity group (``bandits.calibration.popularity_groups``), per bundle."""
+        cached = self._popularity
+        if cached is None or cached[0] != bundle.version:
+            popular = bundle.arrays.get("popular", np.empty(0, np.int64))
+            cached = (bundle.version, popularity_groups(popular, len(bundle.item_index)))
+            self._popularity = cached
+        return cached[1]
 
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
@@ -286,8 +296,10 @@ class Recommender:
             raw = unknown_priors(raw, mask)
             self._metrics.unknown_candidates.labels(surface).inc(unknown)
         prior, learn = raw, True
+        groups = np.zeros(len(ids), dtype=np.int64)
         if config.calibrate:
-            prior, learn = self._calibration.apply(bundle.version, surface, raw)
+            groups[mask] = self._groups(bundle)[known[mask]]
+            prior, learn = self._calibration.apply(bundle.version, surface, raw, groups)
 
         # With pooling, the last coordinate is the item-level pool (bandits/pooled.py): one
         # past the clusters, so dense and never a cluster id.
@@ -339,6 +351,7 @@ class Recommender:
             positions={s.item_id: n for n, s in enumerate(served)},
             exam={s.item_id: float(e) for s, e in zip(served, exam.tolist(), strict=True)},
             raw={ids[p]: float(raw[p]) for p in slate.positions.tolist()} if config.calibrate else {},
+            groups={ids[p]: int(groups[p]) for p in slate.positions.tolist() if groups[p]},
             learn=learn,
             randomized=randomized,
             curve=[round(float(x), 6) for x in exam.tolist()],

@@ -21,6 +21,15 @@ interpolated between bin centres on the logit scale::
 So expected clicks at position k are ``c · e_k``: calibration fits clicks against the prior
 times the examination weight, on the same scale as the residual updates (``bandits/pooled.py``).
 Before any traffic the map is the identity (``calibrated`` is False until ``min_exposure``).
+
+Popularity groups. A student trained on rated pairs knows what a user likes among what she
+watched, not how likely she is to look at it: on MovieLens a fixed popularity list out-clicks
+the student's own ranking. So the map is learnt per **popularity group** of the item (its rank
+in the bundle's recency-weighted popular list: top 10, top 50, top 200, the rest;
+``popularity_groups``), each group's bins in their own coordinates ``group · BINS + bin`` of the
+same pseudo-item. A sparse group shrinks to the map of all groups together, so a group with no
+traffic of its own is calibrated as before. It is still monotone in the raw prior within each
+group; between groups the traffic decides.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ BINS = 24
 LOGIT_LOW, LOGIT_HIGH = -8.0, 4.0  # raw priors from 3e-4 to 0.98; outside, the end bins
 SMOOTHING = 50.0  # pseudo-exposure per bin, at the global rate
 MIN_EXPOSURE = 200.0  # total exposure before the map is trusted
+# Rank edges in the bundle's popular list: groups 3 (top 10), 2 (top 50), 1 (top 200), 0 (rest,
+# and any bundle without the list, or an item outside the bundle).
+GROUP_EDGES = (10, 50, 200)
+GROUPS = len(GROUP_EDGES) + 1
 
 
 def _logit(p: FloatArray) -> FloatArray:
@@ -121,3 +134,63 @@ def calibrate(raw: ArrayLike, curve: FloatArray) -> FloatArray:
     x = _logit(as_float("raw", raw, 1))
     centres = _logit(bin_centres())
     return np.asarray(np.interp(x, centres, curve), dtype=np.float64)
+
+
+def popularity_groups(popular: ArrayLike, n_items: int) -> IntArray:
+    """Each item row's popularity group (n_items,) from the bundle's popular list (rows, best
+    first): ``GROUPS − 1`` for the top ``GROUP_EDGES[0]``, down to 0 beyond the last edge.
+
+    >>> popularity_groups(np.arange(60)[::-1], 70)[[59, 49, 0, 65]].tolist()
+    [3, 2, 1, 0]
+    """
+    rows = np.asarray(popular, dtype=np.int64)
+    groups = np.zeros(n_items, dtype=np.int64)
+    for group, edge in zip(range(GROUPS - 1, 0, -1), GROUP_EDGES, strict=True):
+        top = rows[:edge]
+        top = top[(groups[top] == 0)]  # a higher group already took the better ranks
+        groups[top] = group
+    return groups
+
+
+def grouped_curves(
+    exposure: ArrayLike, clicks: ArrayLike, smoothing: float = SMOOTHING, prior_curve: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Per popularity group, the calibrated curve (GROUPS, BINS), and the pooled one (BINS,).
+
+    ``exposure``, ``clicks`` : (GROUPS · BINS,) the pseudo-item's row, group-major. The pooled
+    curve is ``calibration_curve`` of the groups' sums (shrunk to ``prior_curve`` when given);
+    each group's sparse bins shrink to it.
+
+    >>> exposure, clicks = np.zeros(GROUPS * BINS), np.zeros(GROUPS * BINS)
+    >>> exposure[16], clicks[16] = 10_000.0, 100.0                    # the rest: 1%
+    >>> exposure[3 * BINS + 16], clicks[3 * BINS + 16] = 10_000.0, 900.0  # the top 10: 9%
+    >>> curves, pooled = grouped_curves(exposure, clicks)
+    >>> [round(float(x), 3) for x in (curves[0, 16], curves[3, 16], pooled[16], curves[1, 16])]
+    [0.01, 0.089, 0.05, 0.05]
+    """
+    e = as_float("exposure", exposure, 1)
+    c = as_float("clicks", clicks, 1)
+    if e.shape != (GROUPS * BINS,) or c.shape != e.shape:
+        raise ValueError(f"exposure/clicks: expected shape ({GROUPS * BINS},), got {e.shape} and {c.shape}")
+    eg, cg = e.reshape(GROUPS, BINS), c.reshape(GROUPS, BINS)
+    pooled = calibration_curve(eg.sum(axis=0), cg.sum(axis=0), smoothing, prior_curve)
+    curves = np.stack([calibration_curve(eg[g], cg[g], smoothing, pooled) for g in range(GROUPS)])
+    return curves, pooled
+
+
+def calibrate_grouped(raw: ArrayLike, groups: ArrayLike, curves: FloatArray) -> FloatArray:
+    """``calibrate`` with each prior (N,) through its group's curve (``curves`` (GROUPS, BINS)).
+
+    >>> curves = np.stack([np.full(BINS, 0.01 * (g + 1)) for g in range(GROUPS)])
+    >>> calibrate_grouped([0.5, 0.5], [0, 3], curves).tolist()
+    [0.01, 0.04]
+    """
+    r = as_float("raw", raw, 1)
+    g = np.asarray(groups, dtype=np.int64)
+    if g.shape != r.shape:
+        raise ValueError(f"groups: expected shape {r.shape}, got {g.shape}")
+    out = np.empty(len(r))
+    for group in np.unique(g).tolist():
+        at = g == group
+        out[at] = calibrate(r[at], curves[group])
+    return out

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
-from bandits.calibration import bin_index
+from bandits.calibration import BINS, bin_index
 from bandits.checks import FloatArray, IntArray
 from bandits.pooled import trending_scores
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
@@ -147,7 +147,9 @@ def build_deltas(
         raw = ctx.raw.get(ev.item_id)
         pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
         if raw is not None:
-            pseudo.append((calibration_item(ctx.surface), bin_index(raw), e))
+            # Group-major coordinates: the calibration's map per popularity group.
+            coord = ctx.groups.get(ev.item_id, 0) * BINS + bin_index(raw)
+            pseudo.append((calibration_item(ctx.surface), coord, e))
         position = ctx.positions.get(ev.item_id)
         if ctx.randomized and position is not None:
             pseudo.append((examination_item(ctx.surface), position, 1.0))

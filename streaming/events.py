@@ -156,6 +156,9 @@ class RequestContext:
     # The pool coordinate among ``indices`` (bandits/pooled.py), -1 without pooling: the
     # consumer ranks trending items by it.
     pool: int = -1
+    # Popularity group of each served item whose group is not 0 (bandits.calibration): which of
+    # the calibration's maps its raw prior went through.
+    groups: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -176,6 +179,7 @@ class RequestContext:
                 "randomized": self.randomized,
                 "curve": self.curve,
                 "pool": self.pool,
+                "groups": self.groups,
             }
         )
 
@@ -199,4 +203,5 @@ class RequestContext:
             randomized=bool(raw.get("randomized", False)),
             curve=[float(x) for x in raw.get("curve", [])],
             pool=int(raw.get("pool", -1)),
+            groups={k: int(v) for k, v in raw.get("groups", {}).items()},
         )

@@ -138,3 +138,16 @@ def test_a_bad_position_is_refused() -> None:
 
     with pytest.raises(EventError, match="position"):
         FeedbackEvent.parse({"event_id": "e", "request_id": "r", "item_id": "a", "type": "click", "position": -1})
+
+
+def test_the_calibration_is_taught_in_the_served_items_popularity_group() -> None:
+    import dataclasses
+
+    from bandits.calibration import BINS, GROUPS, bin_of
+    from streaming.events import calibration_item
+
+    popular = dataclasses.replace(POSITIONED, groups={"a": GROUPS - 1})
+    assert RequestContext.decode(popular.encode()) == popular  # the group travels with the context
+    work = build_deltas([(0, ev("impression", request="r2"))], {"r2": popular}, {}, {})
+    (cal,) = [d for d in work.deltas["v1"] if d.item == calibration_item("home")]
+    assert cal.coords.tolist() == [(GROUPS - 1) * BINS + int(bin_of([0.5])[0])]
