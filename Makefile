@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop clean
+.PHONY: run test lint typecheck unit services lock client test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -47,6 +47,13 @@ unit: $(STAMP) services
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
+
+# The typed Python client in clients/python, generated from the spec the app itself builds
+# (create_app in-process, no server) by the openapi-python-client pinned in requirements/dev.txt.
+# The generated package is checked in; tests/app/test_client.py regenerates it into a temporary
+# directory and fails `make test` when the two differ by a byte. The wrapper and README are not touched.
+client: $(STAMP)
+	$(PY) -m bench.client
 
 # One lock per install target, from pyproject.toml's ranges: serve (the serving image, no torch),
 # train (+offline, the trainer image), dev (+dev+offline: make run, make test, CI) and bench.

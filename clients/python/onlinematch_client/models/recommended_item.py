@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self, TypeVar
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+T = TypeVar("T", bound="RecommendedItem")
+
+
+@_attrs_define
+class RecommendedItem:
+    """
+    Attributes:
+        explored (bool):
+        item_id (str):
+        prior (float):
+        score (float):
+    """
+
+    explored: bool
+    item_id: str
+    prior: float
+    score: float
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        explored = self.explored
+
+        item_id = self.item_id
+
+        prior = self.prior
+
+        score = self.score
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "explored": explored,
+                "item_id": item_id,
+                "prior": prior,
+                "score": score,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        d = dict(src_dict)
+        explored = d.pop("explored")
+
+        item_id = d.pop("item_id")
+
+        prior = d.pop("prior")
+
+        score = d.pop("score")
+
+        recommended_item = cls(
+            explored=explored,
+            item_id=item_id,
+            prior=prior,
+            score=score,
+        )
+
+        recommended_item.additional_properties = d
+        return recommended_item
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties
