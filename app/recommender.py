@@ -321,7 +321,11 @@ class Recommender:
         explore = not reasons and rng.random() < config.explore_traffic
         slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
         n_slots = len(slate.positions)
-        randomized = config.position_aware and n_slots > 1 and rng.random() < config.position_randomization
+        # Not while degraded: with the statistics store down the context may not be stored, so a
+        # random order would cost clicks and teach nothing (like exploration, above).
+        randomized = (
+            not reasons and config.position_aware and n_slots > 1 and rng.random() < config.position_randomization
+        )
         if randomized:
             # A uniformly random order (logged): each position sees the same mix of items.
             order = rng.permutation(n_slots)
