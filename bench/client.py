@@ -53,6 +53,27 @@ def _run(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
+def run_generator(spec_path: Path, out: Path, config: Path = CONFIG) -> None:
+    """openapi-python-client on ``spec_path`` into the package directory ``out`` (no post hooks,
+    no project metadata, warnings fail); the contract test runs it on the live spec too."""
+    _run(
+        sys.executable,
+        "-m",
+        "openapi_python_client",
+        "generate",
+        "--path",
+        str(spec_path),
+        "--config",
+        str(config),
+        "--meta",
+        "none",
+        "--output-path",
+        str(out),
+        "--fail-on-warning",
+        cwd=out.parent,
+    )
+
+
 def generate(dest: Path) -> None:
     """Writes ``openapi.json`` and the generated package ``onlinematch_client`` into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -60,22 +81,7 @@ def generate(dest: Path) -> None:
         work = Path(tmp)
         (work / SPEC).write_bytes(spec_bytes())
         out = work / PACKAGE
-        _run(
-            sys.executable,
-            "-m",
-            "openapi_python_client",
-            "generate",
-            "--path",
-            str(work / SPEC),
-            "--config",
-            str(CONFIG),
-            "--meta",
-            "none",
-            "--output-path",
-            str(out),
-            "--fail-on-warning",
-            cwd=work,
-        )
+        run_generator(work / SPEC, out)
         _run(sys.executable, "-m", "ruff", "check", *RUFF, "--fix-only", "--extend-select=I", "--quiet", ".", cwd=out)
         _run(sys.executable, "-m", "ruff", "format", *RUFF, "--quiet", ".", cwd=out)
         for name in GENERATED:

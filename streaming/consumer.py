@@ -348,10 +348,11 @@ class FeedbackConsumer:
                 conflicted: set[str] = set()
                 for version, deltas in work.deltas.items():
                     results = self._store.apply(version, partition, deltas, self._window)
-                    conflicted |= {d.item for d, r in zip(deltas, results, strict=True) if r == Applied.CONFLICT}
                     for d, r in zip(deltas, results, strict=True):
                         pool = work.pools.get((version, d.item))
-                        if r == Applied.APPLIED and pool is not None:
+                        if r == Applied.CONFLICT:
+                            conflicted.add(d.item)
+                        elif r == Applied.APPLIED and pool is not None:
                             touched[(version, pool)].add(d.item)
                 if todo is events:
                     # Counted from the first pass only: a retry recomputes conflicted items, it

@@ -16,48 +16,21 @@ port, so the session's broker keeps serving every other test.
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from app.main import create_app
-from app.settings import Settings
+from bench.client import run_generator
 from bench.services import Broker, free_port
-from tests.app.conftest import TOKEN
-from tests.app.test_real_services import real_settings
+from tests.app.conftest import TOKEN, real_settings, serving
 
 TIMEOUT = httpx.Timeout(30.0)
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn server on a free loopback port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive(), "the server exited during start-up"
-        assert time.monotonic() < deadline, "the server did not start within 20 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -88,18 +61,12 @@ class Generated:
 
 
 def generate_from(spec_path: Path, dest: Path, package: str) -> None:
-    """openapi-python-client as ``bench/client.py`` runs it (no post hooks, warnings fail)."""
+    """openapi-python-client as ``make client`` runs it, under this run's package name."""
     config = dest / "config.yaml"
     config.write_text(
         f"project_name_override: {package.replace('_', '-')}\npackage_name_override: {package}\npost_hooks: []\n"
     )
-    args = [
-        sys.executable, "-m", "openapi_python_client", "generate",
-        "--path", str(spec_path), "--config", str(config), "--meta", "none",
-        "--output-path", str(dest / package), "--fail-on-warning",
-    ]  # fmt: skip
-    proc = subprocess.run(args, cwd=dest, capture_output=True, text=True, check=False, timeout=120)
-    assert proc.returncode == 0, f"openapi-python-client failed:\n{proc.stdout}\n{proc.stderr}"
+    run_generator(spec_path, dest / package, config)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
-from app.main import create_app
-from bench.services import free_port
-from tests.app.conftest import TOKEN, settings_for
+from tests.app.conftest import TOKEN, serving, settings_for
 from tests.conftest import unavailable
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -26,18 +22,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def server(bundle_dir: Path) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(settings_for(bundle_dir)), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings_for(bundle_dir)) as base:
+        yield base
 
 
 def simulate(base: str, requests: int = 160) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,25 +15,9 @@ from fastapi.testclient import TestClient
 from app.main import Services, consumer_for, create_app
 from app.settings import Settings
 from bench.services import Broker, RedisServer, free_port
-from tests.app.conftest import settings_for, without_calibration
+from tests.app.conftest import real_settings, without_calibration
 
 CANDIDATES = [f"item-{n}" for n in range(30)]
-
-
-def real_settings(bundle_dir: Path, redis_url: str, bootstrap: str) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    return settings_for(
-        bundle_dir,
-        redis_url=redis_url,
-        kafka_bootstrap_servers=bootstrap,
-        feedback_topic=f"feedback-{tag}",
-        decisions_topic=f"decisions-{tag}",
-        dead_letter_topic=f"dlq-{tag}",
-        consumer_group=f"group-{tag}",
-        feedback_partitions=4,
-        kafka_timeout_s=1.5,
-        redis_timeout_s=0.3,
-    )
 
 
 @contextmanager

@@ -18,8 +18,8 @@ from offline.data import load_interactions
 from offline.logs import join_logs
 from streaming.bus import MemoryBus, Message, read_to_end
 from streaming.events import FeedbackEvent, RequestContext
-from tests.app.conftest import SMALL
-from tests.app.test_real_services import real_settings, running
+from tests.app.conftest import SMALL, real_settings
+from tests.app.test_real_services import running
 
 
 def decision(request_id: str, user: str, items: list[str], ts: float = 100.0) -> bytes:
