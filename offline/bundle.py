@@ -40,6 +40,25 @@ The user tower for cold users with features (``"user_tower": {"arrays": [...]}``
 not in ``user_ids`` is ``normalise(mean(user_feature_emb[tokens]) @ user_out_w + user_out_b)``
 (``user_from_features``), or ``default_user`` when none of her tokens is known.
 
+The item tower's content part, for items not in ``item_ids`` (``"item_tower": {"arrays": [...],
+"columns": [...]}``, optional; every bundle of the offline job has it, older ones may not):
+
+==================  ==================  =========================================================
+array               shape, dtype        meaning
+==================  ==================  =========================================================
+item_feature_vocab  (F_i,) <U           item feature tokens ``column=value`` (``feature_tokens``)
+item_feature_emb    (F_i, dim) f4       one row per token of ``item_feature_vocab``
+item_out_w          (dim, dim) f4       the tower's output layer, applied as ``x @ item_out_w``
+item_out_b          (dim,) f4           its bias
+==================  ==================  =========================================================
+
+``columns`` lists the items file's feature column names, sorted: a request may describe a new
+item by these and no others (``Bundle.item_feature_columns``). A new item is
+``normalise(mean(item_feature_emb[tokens]) @ item_out_w + item_out_b)`` with the mean over the
+known tokens of all its columns together (``item_from_features``), which is how the job exported
+the items without training interactions; with no known token the mean is zeros, so a
+featureless item is ``normalise(item_out_b)``. F_i may be 0 (an items file without features).
+
 ``"popular": {"arrays": ["popular"]}`` (optional): ``popular`` (P,) i4, item rows by
 recency-weighted interaction count, most popular first; retrieval adds the first
 ``popular_per_request`` of them to every request's candidates, so that items good for everyone
@@ -81,6 +100,7 @@ ARRAYS = (
     "graph",
     "fresh",
 )
+ITEM_TOWER = ("item_feature_vocab", "item_feature_emb", "item_out_w", "item_out_b")
 
 
 class BundleError(ValueError):
@@ -167,6 +187,16 @@ class Bundle:
         vocab = self.arrays.get("user_feature_vocab")
         return {} if vocab is None else {str(t): i for i, t in enumerate(vocab.tolist())}
 
+    @cached_property
+    def item_feature_index(self) -> dict[str, int]:
+        vocab = self.arrays.get("item_feature_vocab")
+        return {} if vocab is None else {str(t): i for i, t in enumerate(vocab.tolist())}
+
+    @cached_property
+    def item_feature_columns(self) -> frozenset[str]:
+        """The items file's feature columns: the only ones a new item may be described by."""
+        return frozenset(str(c) for c in self.manifest.get("item_tower", {}).get("columns", []))
+
     def extra(self, name: str) -> NDArray[Any]:
         """An array serving does not load (e.g. the offline job's warm-start state), checksummed."""
         return _load_listed(self.path, self.manifest, name, verify=True)
@@ -192,8 +222,9 @@ class Bundle:
             # A plain ndarray view of the mapping: same pages, but indexing it skips np.memmap's
             # Python-level __array_finalize__, which cost ~5% of serving CPU.
             arrays[name] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
-        listed = [*manifest.get("prior", {}).get("arrays", []), *manifest.get("user_tower", {}).get("arrays", [])]
-        for name in [*listed, *manifest.get("popular", {}).get("arrays", [])]:
+        parts = ("prior", "user_tower", "item_tower", "popular")
+        listed = [name for part in parts for name in manifest.get(part, {}).get("arrays", [])]
+        for name in listed:
             arrays[name] = _load_listed(path, manifest, name, verify)
         bundle = cls(path, manifest, arrays)
         bundle._check_shapes()
@@ -212,6 +243,16 @@ class Bundle:
             "graph": a["graph"].ndim == 2 and a["graph"].shape[0] == a["centroids"].shape[0],
             "manifest.dim": m.get("dim") == dim,
         }
+        tower = [name for name in ITEM_TOWER if name in a]
+        if tower:
+            if len(tower) < len(ITEM_TOWER):
+                raise BundleError(f"{self.path}: item_tower lists {tower}, needs all of {list(ITEM_TOWER)}")
+            checks |= {
+                "item_feature_vocab": a["item_feature_vocab"].ndim == 1,
+                "item_feature_emb": a["item_feature_emb"].shape == (a["item_feature_vocab"].shape[0], dim),
+                "item_out_w": a["item_out_w"].shape == (dim, dim),
+                "item_out_b": a["item_out_b"].shape == (dim,),
+            }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise BundleError(f"{self.path}: inconsistent shapes in {bad}")
@@ -283,4 +324,42 @@ def user_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDAr
     a = bundle.arrays
     x = np.asarray(a["user_feature_emb"][rows], dtype=np.float64).mean(axis=0)
     out = x @ a["user_out_w"] + a["user_out_b"]
+    return np.asarray(out / max(float(np.linalg.norm(out)), 1e-12), dtype=np.float64)
+
+
+def item_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDArray[np.float64] | None:
+    """A new item's embedding (dim,) from the bundle's item tower, or None if the bundle has none.
+
+    ``features`` maps a column to its value, ``|``-separated when multi-valued, as in the items
+    file (``{"genres": "Comedy|Drama", "year": 1995}``). The result is
+    ``normalise(mean(item_feature_emb[tokens]) @ item_out_w + item_out_b)``: the item tower of
+    ``offline/two_tower.py`` with the id part dropped, exactly as the job exported the items
+    without training interactions. The mean runs over the known tokens of all columns together
+    (one bag per item, ``offline.data.feature_bags``); unknown tokens are left out, and with
+    none known the mean is zeros (an empty bag), so the item is ``normalise(item_out_b)``.
+
+    >>> arrays = {
+    ...     "item_feature_vocab": np.array(["genres=Comedy", "genres=Drama"]),
+    ...     "item_feature_emb": np.array([[2.0, 0.0], [0.0, 2.0]]),
+    ...     "item_out_w": np.eye(2),
+    ...     "item_out_b": np.array([0.0, 1.0]),
+    ... }
+    >>> bundle = Bundle(Path("in-memory"), {}, arrays)
+    >>> item_from_features(bundle, {"genres": "Comedy|Western"}).round(3).tolist()
+    [0.894, 0.447]
+    >>> item_from_features(bundle, {"genres": "Comedy|Drama"}).round(3).tolist()
+    [0.447, 0.894]
+    >>> item_from_features(bundle, {}).tolist()  # a featureless item
+    [0.0, 1.0]
+    >>> item_from_features(Bundle(Path("old"), {}, {}), {"genres": "Comedy"}) is None
+    True
+    """
+    a = bundle.arrays
+    if "item_out_b" not in a:
+        return None
+    index = bundle.item_feature_index
+    rows = [index[t] for column, value in features.items() for t in feature_tokens(column, value) if t in index]
+    dim = a["item_out_b"].shape[0]
+    x = np.asarray(a["item_feature_emb"][rows], dtype=np.float64).mean(axis=0) if rows else np.zeros(dim)
+    out = x @ a["item_out_w"] + a["item_out_b"]
     return np.asarray(out / max(float(np.linalg.norm(out)), 1e-12), dtype=np.float64)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bandits.checks import FloatArray
-from offline.bundle import Bundle, BundleError, current_version, mlp_head, publish
+from offline.bundle import ITEM_TOWER, Bundle, BundleError, current_version, mlp_head, publish
 from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
 from offline.data import Interactions, Users, feature_bags, load_interactions, load_items, load_users, split_by_time
 from offline.rankers import (
@@ -231,6 +231,12 @@ def run_job(
         "popular": np.argsort(-recent, kind="stable")[: cfg.popular_pool].astype(np.int32),
         **prior_arrays,
         **_tower_arrays(model, item_vocab, user_vocab),
+        # Always, even without item features: serving embeds an item the bundle does not know
+        # as the job embedded the items without training interactions (``item_from_features``).
+        "item_feature_vocab": np.array(item_vocab, dtype=str),
+        "item_feature_emb": model.state["item.features"],
+        "item_out_w": model.state["item.out.w"],
+        "item_out_b": model.state["item.out.b"],
     }
     user_tower = ["user_feature_vocab", "user_feature_emb", "user_out_w", "user_out_b"] if user_vocab else []
     manifest = {
@@ -247,6 +253,7 @@ def run_job(
         "split_time": split,
         "metrics": metrics,
         "user_tower": {"arrays": user_tower},
+        "item_tower": {"arrays": list(ITEM_TOWER), "columns": sorted(items.features)},
         "popular": {"arrays": ["popular"]},
         "warm_start": {"arrays": sorted(a for a in arrays if a.startswith("tower_")), "dim": cfg.two_tower.dim},
     }
