@@ -45,11 +45,24 @@ def consume(settings: Settings) -> int:
     if not (settings.redis_url and settings.kafka_bootstrap_servers):
         raise SystemExit("onlinematch consume: REDIS_URL and KAFKA_BOOTSTRAP_SERVERS must both be set")
     from app.main import Services, consumer_for
+    from streaming.catalogue import follow_items
 
     services = Services.build(settings)
-    services.bus.ensure_topics({settings.feedback_topic: settings.feedback_partitions, settings.dead_letter_topic: 1})
+    services.bus.ensure_topics(
+        {
+            settings.feedback_topic: settings.feedback_partitions,
+            settings.dead_letter_topic: 1,
+            settings.items_topic: settings.feedback_partitions,
+        },
+        compacted=[settings.items_topic],
+    )
     consumer = consumer_for(services)
     stop = threading.Event()
+    # The live catalogue: the items topic replayed into the store, then followed.
+    follower = threading.Thread(
+        target=follow_items, args=(services.bus, services.store, settings.items_topic, stop), daemon=True
+    )
+    follower.start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"onlinematch consumer in group {settings.consumer_group} on {settings.feedback_topic}", flush=True)

@@ -21,7 +21,7 @@ import numpy as np
 import structlog
 
 from bandits.world import World, WorldConfig
-from offline.bundle import current_version, publish
+from offline.bundle import ITEM_TOWER, current_version, publish
 from streaming.bus import Bus
 
 if TYPE_CHECKING:
@@ -61,6 +61,12 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
         "fresh": world.fresh_items.astype(np.int32),
         # What offline data would call popular: the highest prior logits with no user term.
         "popular": np.argsort(-item_bias, kind="stable")[:50].astype(np.int32),
+        # A content model for items published live (PUT /v1/items): feature ``topic=<c>`` embeds
+        # a new item as user cluster c's centre; a featureless one as the mean item.
+        "item_feature_vocab": np.array([f"topic={k}" for k in range(len(centroids))]),
+        "item_feature_emb": centroids,
+        "item_out_w": np.eye(c.latent_dim, dtype=np.float32),
+        "item_out_b": (0.1 * item_emb.mean(axis=0)).astype(np.float32),
     }
     manifest = {
         "dim": c.latent_dim,
@@ -74,6 +80,7 @@ def build_world_bundle(root: Path, world: World, version: str, graph_width: int 
         "data_window": [now - 86400, now],
         "metrics": {"source": "synthetic world", "seed": c.seed},
         "popular": {"arrays": ["popular"]},
+        "item_tower": {"arrays": list(ITEM_TOWER), "columns": ["topic"]},
     }
     return publish(root, version, arrays, manifest)
 

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.catalogue import CatalogueEditor
 from app.lease import Report, ServingLease
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -29,6 +30,7 @@ from app.recommender import BundleHolder, NoBundle, Recommender
 from app.settings import Settings
 from app.surfaces import Surfaces
 from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
+from streaming.catalogue import follow_items
 from streaming.consumer import FeedbackConsumer
 from streaming.opstats import Counters
 from streaming.stores import MemoryStore, Store
@@ -52,6 +54,7 @@ class Services:
     surfaces: Surfaces
     recommender: Recommender
     counters: Counters
+    catalogue: CatalogueEditor
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     consumer: FeedbackConsumer | None = None
@@ -78,7 +81,8 @@ class Services:
         surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
         counters = Counters()
         recommender = Recommender(settings, store, producer, bundles, surfaces, metrics, counters)
-        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender, counters)
+        editor = CatalogueEditor(store, producer, recommender.catalogue, settings.items_topic, settings.kafka_timeout_s)
+        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender, counters, editor)
 
     def start(self) -> None:
         if isinstance(self.bus, MemoryBus):
@@ -90,10 +94,14 @@ class Services:
         self._spawn("bundle-poller", self._poll_bundles)
         self._spawn("counter-flusher", self._flush_counters)
         self._spawn("version-heartbeat", self._heartbeat)
+        self._spawn("catalogue-refresh", self.recommender.catalogue.run)
         if isinstance(self.bus, MemoryBus):
-            # The embedded bus exists only in this process, so its consumer runs here too.
+            # The embedded bus exists only in this process, so its consumers run here too.
             self.consumer = consumer_for(self)
             self._spawn("embedded-consumer", self.consumer.run)
+            self._spawn(
+                "items-follower", functools.partial(follow_items, self.bus, self.store, self.settings.items_topic)
+            )
 
     def _ensure_topics(self) -> None:
         try:
@@ -102,7 +110,9 @@ class Services:
                     self.settings.feedback_topic: self.settings.feedback_partitions,
                     self.settings.decisions_topic: self.settings.feedback_partitions,
                     self.settings.dead_letter_topic: 1,
-                }
+                    self.settings.items_topic: self.settings.feedback_partitions,
+                },
+                compacted=[self.settings.items_topic],
             )
         except Exception as exc:  # any client error: serve anyway; feedback answers 503 until the broker is back
             self.metrics.bus_errors.labels("ensure_topics").inc()
@@ -195,6 +205,10 @@ DESCRIPTION = (
 TAGS = [
     {"name": "recommendations", "description": "Ask for a slate, then report what the user saw and did."},
     {"name": "admin", "description": "Operator routes: they need the operator bearer token."},
+    {
+        "name": "catalogue",
+        "description": "The live catalogue: publish, change and take down items between offline runs (editor token).",
+    },
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
     {"name": "dashboard", "description": "The operator dashboard (HTML); its data comes from `get_stats`."},
 ]

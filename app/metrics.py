@@ -21,6 +21,10 @@ class Metrics:
         self.unknown_candidates = Counter(
             "om_unknown_candidates_total", "Candidates not in the serving bundle", ["surface"], registry=r
         )
+        self.catalogue_changes = Counter(
+            "om_catalogue_changes_total", "Catalogue changes accepted at the edge", ["kind"], registry=r
+        )
+        self.live_items = Gauge("om_live_items", "Servable items published since the serving bundle", registry=r)
         self.degraded = Counter("om_degraded_responses_total", "Responses served degraded", ["reason"], registry=r)
         self.feedback = Counter("om_feedback_events_total", "Feedback events", ["type", "outcome"], registry=r)
         self.store_errors = Counter("om_store_errors_total", "Statistics store (Redis) errors", ["op"], registry=r)

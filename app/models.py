@@ -39,6 +39,17 @@ def _feature_value(value: object) -> float | str:
 FeatureValue = Annotated[float | str, PlainValidator(_feature_value)]
 
 
+def _item_feature_value(value: object) -> float | str:
+    # Lengths and counts are bounded by streaming.catalogue.check_features, the one rule for the
+    # HTTP edge and the items topic alike.
+    if isinstance(value, str):
+        return value
+    return _feature_value(value)
+
+
+ItemFeatureValue = Annotated[float | str, PlainValidator(_item_feature_value)]
+
+
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -161,6 +172,38 @@ class SurfaceUpdate(BaseModel):
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     trending_per_request: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class ItemPut(BaseModel):
+    """An item to publish or change. Features as in the offline job's items file: a categorical
+    column's values joined by ``|``, a number as a number; only the serving bundle's item feature
+    columns are taken (an unknown one is refused, the model has never seen it)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # The demo bundle's one column; a MovieLens bundle takes {"genres": "Comedy|Romance", "year": 2026}.
+        json_schema_extra={"examples": [{"features": {"topic": "3"}, "created_at": 1796256000.0}]},
+    )
+
+    features: dict[str, ItemFeatureValue] = Field(default_factory=dict)
+    created_at: Finite | None = Field(None, description="Epoch seconds; by default when first published.")
+
+
+class ItemRecordOut(BaseModel):
+    features: dict[str, float | str]
+    created_at: float
+    deleted: bool
+    ts: float = Field(description="When the change was accepted (epoch s): the last-writer-wins order.")
+    by: str = Field(description="The role whose token made the change: `editor` or `operator`.")
+
+
+class ItemStateOut(BaseModel):
+    item_id: str
+    state: Literal["bundle", "live", "deleted", "unknown"] = Field(
+        description="`bundle`: the serving bundle has it; `live`: published since; `deleted`: taken down."
+    )
+    seq: int = Field(description="The catalogue sequence number this replica has caught up to.")
+    record: ItemRecordOut | None = None
 
 
 class FieldError(BaseModel):

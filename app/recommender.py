@@ -18,15 +18,24 @@ import numpy.typing as npt
 import structlog
 
 from app.calibrations import Calibrations, ExaminationCurves
+from app.catalogue import LiveCatalogue, LiveView
 from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
-from app.surfaces import Surfaces
+from app.surfaces import SurfaceConfig, Surfaces
 from app.trending import Trending
 from bandits import DiagStats, Slate, SparseContext, select_slots
-from bandits.calibration import bin_centres, popularity_groups
+from bandits.calibration import GROUPS, bin_centres, popularity_groups
 from bandits.checks import FloatArray, IntArray
-from offline.bundle import Bundle, BundleError, current_version, load_current, mlp_prior, user_from_features
+from offline.bundle import (
+    Bundle,
+    BundleError,
+    current_version,
+    item_from_features,
+    load_current,
+    mlp_prior,
+    user_from_features,
+)
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.opstats import LATENCY_MS, Counters, bucket
@@ -211,10 +220,19 @@ def unknown_priors(raw: FloatArray, known: npt.NDArray[np.bool_]) -> FloatArray:
 def priors(bundle: Bundle, u: FloatArray, rows: IntArray) -> FloatArray:
     """The offline prior ``p_j(u)`` for item rows (N,): the distilled student when the bundle has
     one, else ``sigmoid(prior_scale · <u, v_j> + item_bias_j)``."""
+    v = np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64)
+    return embedded_priors(bundle, u, v, bundle.arrays["item_bias"][rows])
+
+
+def embedded_priors(bundle: Bundle, u: FloatArray, v: FloatArray, bias: FloatArray | None = None) -> FloatArray:
+    """The offline prior (N,) for item embeddings ``v`` (N, dim), e.g. of items the bundle does
+    not have (``app/catalogue.py``); ``bias`` (N,) defaults to the bundle's mean item bias."""
     if bundle.manifest["prior"].get("kind") == "mlp":
-        return mlp_prior(u, np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64), bundle.arrays)
+        return mlp_prior(u, v, bundle.arrays)
     scale = float(bundle.manifest["prior"].get("scale", 1.0))
-    logit = scale * (bundle.arrays["item_emb"][rows] @ u) + bundle.arrays["item_bias"][rows]
+    if bias is None:
+        bias = np.full(len(v), float(np.mean(bundle.arrays["item_bias"])) if len(bundle.arrays["item_bias"]) else 0.0)
+    logit = scale * (v @ u) + bias
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
@@ -240,6 +258,8 @@ class Recommender:
         self._calibration = Calibrations(store)
         self._examination = ExaminationCurves(store)
         self._trending = Trending(store)
+        self._catalogue = LiveCatalogue(store)
+        self._featureless: tuple[str, FloatArray | None] | None = None
         self._popularity: tuple[str, IntArray] | None = None
 
     def _groups(self, bundle: Bundle) -> IntArray:
@@ -250,6 +270,47 @@ class Recommender:
             cached = (bundle.version, popularity_groups(popular, len(bundle.item_index)))
             self._popularity = cached
         return cached[1]
+
+    @property
+    def catalogue(self) -> LiveCatalogue:
+        return self._catalogue
+
+    def _retrieve(
+        self, bundle: Bundle, view: LiveView, context: SparseContext, config: SurfaceConfig, rng: np.random.Generator
+    ) -> list[str]:
+        """Retrieval mode's candidate ids: the bundle's (``candidate_rows``) and the live items
+        that the request's clusters take or the fresh draw picks (``app/catalogue.py``)."""
+        trending = self._trending.ids(bundle.version, config.trending_per_request)
+        trending_rows = np.array([r for r in (bundle.item_index.get(i, -1) for i in trending) if r >= 0], np.int64)
+        # Half the fresh budget goes to items published since the bundle, when there are any:
+        # they are the freshest of all, and the bundle's pool is mostly old items with few
+        # impressions that would otherwise crowd them out.
+        fresh_live = min(len(view.ids), config.fresh_per_request // 2)
+        rows = candidate_rows(
+            bundle,
+            context,
+            config.fresh_per_request - fresh_live,
+            rng,
+            config.popular_per_request,
+            trending_rows,
+        )
+        ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
+        if len(view.ids):
+            ids += [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]
+            ids += [i for i in trending if i in view.index]
+        return list(dict.fromkeys(ids))
+
+    def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
+        """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
+        features), at most the bundle's default (``unknown_priors`` caps it by the known ones)."""
+        default = float(bundle.manifest.get("default_prior", 0.05))
+        cached = self._featureless
+        if cached is None or cached[0] != bundle.version:
+            cached = (bundle.version, item_from_features(bundle, {}))
+            self._featureless = cached
+        if cached[1] is None:
+            return default
+        return min(default, float(embedded_priors(bundle, u, cached[1][None, :])[0]))
 
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
@@ -274,32 +335,15 @@ class Recommender:
         u, context = sparse_context(bundle, user_id, user_features)
 
         rng = self._rng()
+        view = self._catalogue.view(bundle)
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            trending = self._trending.rows(bundle, config.trending_per_request)
-            rows = candidate_rows(bundle, context, config.fresh_per_request, rng, config.popular_per_request, trending)
-            ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
+            ids = self._retrieve(bundle, view, context, config, rng)
+        ids = [i for i in ids if i not in view.deleted]
         if exclude:
             excluded = set(exclude)
             ids = [i for i in ids if i not in excluded]
-        if not ids:
-            return Recommendation(uuid.uuid4().hex, bundle.version, [], False)
-
-        known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
-        mask = known >= 0
-        raw = np.full(len(ids), float(bundle.manifest.get("default_prior", 0.05)))
-        if mask.any():
-            raw[mask] = priors(bundle, u, known[mask])
-        unknown = len(ids) - int(mask.sum())
-        if unknown:
-            raw = unknown_priors(raw, mask)
-            self._metrics.unknown_candidates.labels(surface).inc(unknown)
-        prior, learn = raw, True
-        groups = np.zeros(len(ids), dtype=np.int64)
-        if config.calibrate:
-            groups[mask] = self._groups(bundle)[known[mask]]
-            prior, learn = self._calibration.apply(bundle.version, surface, raw, groups)
 
         # With pooling, the last coordinate is the item-level pool (bandits/pooled.py): one
         # past the clusters, so dense and never a cluster id.
@@ -307,11 +351,45 @@ class Recommender:
         if config.pooled:
             coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
-            w2, b = self._store.gather(bundle.version, ids, coords)
+            w2, b, seq = self._store.gather_live(bundle.version, ids, coords)
         except StoreUnavailable:
             self._metrics.store_errors.labels("gather").inc()
             reasons.append("statistics_unavailable")
             w2 = b = np.zeros((len(ids), len(coords)))
+            seq = self._catalogue.seq
+        if seq > self._catalogue.seq:
+            # The catalogue moved since this replica last looked: catch up before serving, so a
+            # take-down acknowledged anywhere holds here from this request on.
+            self._catalogue.observe(seq)
+            view = self._catalogue.view(bundle)
+            keep = np.array([i not in view.deleted for i in ids], dtype=bool)
+            if not keep.all():
+                ids = [i for i, k in zip(ids, keep.tolist(), strict=True) if k]
+                w2, b = w2[keep], b[keep]
+        if self._catalogue.stale:
+            reasons.append("catalogue_stale")
+        if not ids:
+            return Recommendation(uuid.uuid4().hex, bundle.version, [], bool(reasons), reasons)
+
+        known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
+        live = np.array([view.index.get(i, -1) if r < 0 else -1 for i, r in zip(ids, known, strict=True)])
+        mask, is_live = known >= 0, live >= 0
+        raw = np.full(len(ids), self._unknown_prior(bundle, u))
+        if mask.any():
+            raw[mask] = priors(bundle, u, known[mask])
+        if is_live.any():
+            raw[is_live] = embedded_priors(bundle, u, view.emb[live[is_live]])
+        unknown = len(ids) - int(mask.sum()) - int(is_live.sum())
+        if unknown:
+            raw = unknown_priors(raw, mask | is_live)
+            self._metrics.unknown_candidates.labels(surface).inc(unknown)
+        prior, learn = raw, True
+        groups = np.zeros(len(ids), dtype=np.int64)
+        if config.calibrate:
+            groups[mask] = self._groups(bundle)[known[mask]]
+            # A new item has no popularity yet: the last group, with the bundle's long tail.
+            groups[~mask] = GROUPS - 1
+            prior, learn = self._calibration.apply(bundle.version, surface, raw, groups)
 
         # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
         # serving policy scores them through its ordinary interface.
@@ -338,8 +416,10 @@ class Recommender:
             for p, e in zip(slate.positions.tolist(), slate.explored.tolist(), strict=True)
         ]
         now = time.time()
-        rows = known[slate.positions]
+        rows, live_rows = known[slate.positions], live[slate.positions]
         created = np.where(rows >= 0, bundle.arrays["item_created"][np.maximum(rows, 0)], now)
+        if len(view.ids):
+            created = np.where(live_rows >= 0, view.created[np.maximum(live_rows, 0)], created)
         ages = {s.item_id: now - float(t) for s, t in zip(served, created.tolist(), strict=True)}
         ctx = RequestContext(
             request_id=request_id,

@@ -12,12 +12,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.catalogue import ChangeConflict, ItemState, NotApplied
 from app.dashboard import build_stats
-from app.main import PROBLEM, Services
+from app.main import PROBLEM, Services, problem
 from app.models import (
     FeedbackRequest,
     FeedbackResponse,
     Health,
+    Id,
+    ItemPut,
+    ItemRecordOut,
+    ItemStateOut,
     Readiness,
     RecommendedItem,
     RecommendRequest,
@@ -27,7 +32,7 @@ from app.models import (
     SurfaceUpdate,
 )
 from app.surfaces import SurfaceConfig
-from streaming.events import FeedbackEvent
+from streaming.events import EventError, FeedbackEvent
 from streaming.stores import StoreUnavailable
 
 router = APIRouter()
@@ -48,7 +53,10 @@ ServicesDep = Annotated[Services, Depends(services)]
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="operatorToken",
-    description="The operator token (`OPERATOR_TOKEN`), sent as `Authorization: Bearer <token>`.",
+    description=(
+        "The operator token (`OPERATOR_TOKEN`), sent as `Authorization: Bearer <token>`; the catalogue "
+        "routes also take the editor token (`EDITOR_TOKEN`)."
+    ),
 )
 
 
@@ -65,6 +73,25 @@ def operator(
 
 
 OperatorDep = Annotated[str, Depends(operator)]
+
+
+def editor(
+    request: Request,
+    svc: ServicesDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> str:
+    """The role that may change the catalogue: ``editor``, or ``operator`` (who may do anything)."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer":
+        editor_token = svc.settings.editor_token
+        if editor_token is not None and hmac.compare_digest(token.encode(), editor_token.get_secret_value().encode()):
+            return "editor"
+        if hmac.compare_digest(token.encode(), svc.settings.operator_token.get_secret_value().encode()):
+            return "operator"
+    raise HTTPException(401, "Authorization: a valid editor or operator bearer token is required")
+
+
+EditorDep = Annotated[str, Depends(editor)]
 
 
 def problem_response(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -89,6 +116,11 @@ BROKER_DOWN = problem_response(
     "The event broker did not acknowledge; nothing was accepted, retry after `Retry-After` seconds.", retry_after=True
 )
 STORE_DOWN = problem_response("The statistics store did not take the change; nothing changed.")
+EDITOR_ONLY = problem_response("The editor (or operator) bearer token is missing or wrong.")
+ITEM_CONFLICT = problem_response("Another change of the same item landed first; read it and retry.")
+ITEM_NOT_APPLIED = problem_response(
+    "The broker or the statistics store did not take the change; retry after `Retry-After` seconds.", retry_after=True
+)
 
 
 @router.post(
@@ -188,6 +220,81 @@ async def put_surface(
     except StoreUnavailable as exc:
         raise HTTPException(503, "surface settings could not be stored; nothing changed") from exc
     return updated
+
+
+def _item_state(state: ItemState) -> ItemStateOut:
+    r = state.record
+    record = (
+        None
+        if r is None
+        else ItemRecordOut(features=r.features, created_at=r.created_at, deleted=r.deleted, ts=r.ts, by=r.by)
+    )
+    return ItemStateOut(item_id=state.item_id, state=state.state, seq=state.seq, record=record)
+
+
+async def _change(svc: Services, fn: Any, *args: Any) -> ItemStateOut | JSONResponse:
+    """One catalogue change through the editor, its failures as problems."""
+    retry = svc.settings.retry_after_s
+    try:
+        state = await run_in_threadpool(fn, svc.bundles.current, *args)
+    except EventError as exc:
+        name, _, message = str(exc).partition(": ")
+        return problem(422, "Invalid request", str(exc), errors=[{"field": name, "message": message}])
+    except ChangeConflict:
+        return problem(409, "Conflict", "another change of this item landed first; read it and retry")
+    except NotApplied:
+        detail = "the change is on the items topic but the statistics store did not take it yet; retry to confirm"
+        return problem(503, "Change not applied yet", detail, retry_after=retry)
+    except StoreUnavailable:
+        return problem(
+            503, "Store unavailable", "the statistics store did not answer; nothing changed", retry_after=retry
+        )
+    svc.metrics.catalogue_changes.labels("delete" if state.state == "deleted" else "put").inc()
+    return _item_state(state)
+
+
+@router.put(
+    "/v1/items/{item_id}",
+    response_model=ItemStateOut,
+    operation_id="put_item",
+    tags=["catalogue"],
+    summary="Publish or change an item: servable on every replica from its next request",
+    responses={400: BAD_BODY, 401: EDITOR_ONLY, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
+)
+async def put_item(
+    item_id: Annotated[Id, Path()], body: ItemPut, svc: ServicesDep, who: EditorDep
+) -> ItemStateOut | JSONResponse:
+    return await _change(svc, svc.catalogue.publish, item_id, body.features, body.created_at, who)
+
+
+@router.delete(
+    "/v1/items/{item_id}",
+    response_model=ItemStateOut,
+    operation_id="delete_item",
+    tags=["catalogue"],
+    summary="Take an item down: no replica serves it from the acknowledgement on, in any bundle",
+    responses={401: EDITOR_ONLY, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
+)
+async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: EditorDep) -> ItemStateOut | JSONResponse:
+    return await _change(svc, svc.catalogue.take_down, item_id, who)
+
+
+@router.get(
+    "/v1/items/{item_id}",
+    response_model=ItemStateOut,
+    operation_id="get_item",
+    tags=["catalogue"],
+    summary="An item's catalogue state and latest change",
+    responses={401: EDITOR_ONLY, 422: INVALID, 503: ITEM_NOT_APPLIED},
+)
+async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: EditorDep) -> ItemStateOut | JSONResponse:
+    try:
+        state = await run_in_threadpool(svc.catalogue.state, svc.bundles.current, item_id)
+    except StoreUnavailable:
+        return problem(
+            503, "Store unavailable", "the statistics store did not answer", retry_after=svc.settings.retry_after_s
+        )
+    return _item_state(state)
 
 
 @router.get(

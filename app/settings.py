@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     operator_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
+    # Publishes and takes down items (PUT/DELETE /v1/items); the operator token may too. Unset,
+    # only operators edit the catalogue.
+    editor_token: SecretStr | None = None
     bundle_dir: Path = Path("var/bundles")
 
     attribution_window_s: float = Field(3600.0, gt=0)
@@ -32,6 +35,7 @@ class Settings(BaseSettings):
     feedback_topic: str = "feedback"
     decisions_topic: str = "decisions"
     dead_letter_topic: str = "feedback-dead-letter"
+    items_topic: str = "items"  # the live catalogue, compacted (streaming/catalogue.py)
     feedback_partitions: int = Field(8, ge=1)
     consumer_group: str = "onlinematch-feedback"
 
@@ -51,6 +55,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "OPERATOR_TOKEN: set a real operator token outside development (the placeholder is refused)"
             )
+        if self.editor_token is not None and self.editor_token.get_secret_value() in ("", PLACEHOLDER_TOKEN):
+            raise ValueError("EDITOR_TOKEN: set a real token or leave it unset (empty or the placeholder is refused)")
         return self
 
     @property

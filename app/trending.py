@@ -31,24 +31,28 @@ class Trending:
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._read_at: dict[str, float] = {}
-        self._rows: dict[str, IntArray] = {}
+        self._ids: dict[str, list[str]] = {}
 
     def rows(self, bundle: Bundle, n: int) -> IntArray:
         """The bundle rows (at most ``n``,) of the version's best trending items, best first;
         the last list read when the store does not answer, empty before any."""
+        ids = self.ids(bundle.version, n)
+        rows = [bundle.item_index.get(i, -1) for i in ids]
+        return np.array([r for r in rows if r >= 0], dtype=np.int64)
+
+    def ids(self, version: str, n: int) -> list[str]:
+        """The ids (at most ``n``) of the version's best trending items, best first, the bundle's
+        and live items alike; the last list read when the store does not answer."""
         if n <= 0:
-            return np.empty(0, np.int64)
-        version = bundle.version
+            return []
         now = time.monotonic()
         if now - self._read_at.get(version, float("-inf")) >= self._refresh_s:
             with self._lock:
                 self._read_at[version] = now  # one reader per refresh; the others use the last list
             try:
                 ids = self._store.trending(version, READ)
-                rows = [bundle.item_index.get(i, -1) for i in ids]
-                fresh = np.array([r for r in rows if r >= 0], dtype=np.int64)
                 with self._lock:
-                    self._rows = {version: fresh}  # only the serving version is kept
+                    self._ids = {version: ids}  # only the serving version is kept
             except StoreUnavailable:
                 pass
-        return self._rows.get(version, np.empty(0, np.int64))[:n]
+        return self._ids.get(version, [])[:n]

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,7 +71,9 @@ class Consumer(Protocol):
 
 
 class Bus(Protocol):
-    def ensure_topics(self, partitions: Mapping[str, int]) -> None: ...
+    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
+        """Create the topics that do not exist; those in ``compacted`` with ``cleanup.policy=compact``."""
+        ...
 
     def producer(self) -> Producer: ...
 
@@ -126,7 +128,8 @@ class MemoryBus:
         self._generation: dict[str, int] = {}
         self._cond = threading.Condition()
 
-    def ensure_topics(self, partitions: Mapping[str, int]) -> None:
+    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
+        # Nothing is ever compacted in process: every record stays, the latest per key wins.
         with self._cond:
             for topic, n in partitions.items():
                 self._logs.setdefault(topic, [[] for _ in range(n)])

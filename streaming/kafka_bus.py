@@ -12,7 +12,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -45,7 +45,7 @@ class KafkaBus:
                 continue
         return False
 
-    def ensure_topics(self, partitions: Mapping[str, int]) -> None:
+    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
         if not self._reachable():
             raise BusUnavailable(f"kafka: no bootstrap server reachable in {self.bootstrap_servers}")
         admin = KafkaAdminClient(
@@ -54,7 +54,14 @@ class KafkaBus:
         try:
             existing = set(admin.list_topics())
             new = [
-                NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items() if t not in existing
+                NewTopic(
+                    t,
+                    num_partitions=n,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"} if t in compacted else {},
+                )
+                for t, n in partitions.items()
+                if t not in existing
             ]
             if new:
                 # Another process may create it between list and create.

@@ -26,6 +26,14 @@ key                                                type    value                
 ``om:v:<version>:trending``                        ZSET    item → trending score                 none
                                                            (``bandits.pooled.trending_scores``),
                                                            the ``TRENDING_KEEP`` highest only
+``om:{items}:records``                             HASH    item → its latest catalogue record    none
+                                                           (``streaming.catalogue.ItemRecord``
+                                                           JSON; a take-down is a record too)
+``om:{items}:ts``                                  HASH    item → ``ts`` of that record (last    none
+                                                           writer wins)
+``om:{items}:changes``                             ZSET    item → sequence number of its latest  none
+                                                           change
+``om:{items}:seq``                                 STRING  the catalogue's sequence number       none
 ``om:{fleet}:versions``                            HASH    version → when its namespace was      none
                                                            first written (epoch s)
 ``om:{fleet}:serving``                             HASH    version → latest report (epoch s) of  none
@@ -42,6 +50,11 @@ key                                                type    value                
   and mark a retirement, and that refuse a report of a version being retired, are atomic in a
   Redis Cluster too. (They replaced round 1's ``om:versions`` SET and ``om:serving`` HASH;
   a store with only those keys lists nothing for retirement, so nothing is deleted.)
+- The live catalogue's four keys share the hash tag ``{items}``: storing a change and taking
+  its sequence number is one script, single-slot in a cluster. They are not per version: a
+  take-down holds for every bundle, later ones included. Every request's ``MGET`` reads
+  ``om:{items}:seq`` beside the statistics, so a replica notices a change with no extra
+  round trip and catches up (``items_since``) before it serves.
 - ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics, watermarks
   and credits share a slot, so the apply script is atomic per item in a cluster too. Ids with
   braces are refused at the edge (``streaming.events.check_key_part``), so no other part of a key
@@ -193,6 +206,35 @@ if not last or now - last <= horizon then return 0 end
 redis.call('HSET', KEYS[3], v, ARGV[2])
 return 1
 """
+# The live catalogue (streaming/catalogue.py); one hash tag, so both scripts are single-slot.
+ITEMS_KEY = "om:{items}:records"
+ITEMS_TS_KEY = "om:{items}:ts"
+ITEMS_CHANGES_KEY = "om:{items}:changes"
+ITEMS_SEQ_KEY = "om:{items}:seq"
+
+# Last writer wins on ts: store the record and take the next sequence number, or return false.
+# KEYS = records, ts, changes, seq; ARGV = item, ts, record.
+_PUT_ITEM = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old and tonumber(old) >= tonumber(ARGV[2]) then return false end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+return seq
+"""
+
+# The current sequence number, then (seq, record) of items changed after ARGV[1], at most ARGV[2].
+# KEYS = records, changes, seq.
+_ITEMS_SINCE = """
+local out = {redis.call('GET', KEYS[3]) or '0'}
+local changed = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+for i = 1, #changed, 2 do
+  out[#out + 1] = changed[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[1], changed[i])
+end
+return out
+"""
 SURFACES_KEY = "om:surfaces"
 SURFACE_CHANGES_KEY = "om:surface-changes"
 
@@ -219,26 +261,62 @@ class RedisStore:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._begin_retire = client.register_script(_BEGIN_RETIRE)
         self._while_marked = client.register_script(_WHILE_MARKED)
+        self._put_item = client.register_script(_PUT_ITEM)
+        self._items_since = client.register_script(_ITEMS_SINCE)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStore:
         # Short timeouts: serving degrades to priors instead of waiting on a lost Redis.
         return cls(redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
 
-    @_unavailable_on_redis_error
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
+        w2, b, _ = self._gather(version, items, coords, with_seq=False)
+        return w2, b
+
+    def gather_live(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
+        return self._gather(version, items, coords, with_seq=True)
+
+    @_unavailable_on_redis_error
+    def _gather(
+        self, version: str, items: Sequence[str], coords: IntArray, with_seq: bool
+    ) -> tuple[FloatArray, FloatArray, int]:
         k = len(coords)
-        if not items or k == 0:
-            return np.zeros((len(items), k)), np.zeros((len(items), k))
         # One C-level check instead of one per key; the HTTP edge has validated each id already.
         if "{" in (joined := "".join(items)) or "}" in joined:
             raise EventError("item_id: braces are not allowed")
         prefix = f"om:v:{check_key_part('version', version)}:stats:"
-        values = self._r.mget([f"{prefix}{{{item}}}" for item in items])
+        keys = [f"{prefix}{{{item}}}" for item in items] if k else []
+        if not keys and not with_seq:
+            return np.zeros((len(items), k)), np.zeros((len(items), k)), 0
+        # The catalogue's sequence number rides in the same MGET: no extra round trip per request.
+        values = self._r.mget([*keys, ITEMS_SEQ_KEY] if with_seq else keys)
+        last = values.pop() if with_seq else None
+        seq = 0 if last is None else int(last)
+        if not keys:
+            return np.zeros((len(items), k)), np.zeros((len(items), k)), seq
         width = 16 * (int(coords.max()) + 1)
         raw = b"".join((v if isinstance(v, bytes) else b"")[:width].ljust(width, b"\0") for v in values)
         table = np.frombuffer(raw, dtype="<f8").reshape(len(items), width // 8)
-        return table[:, 2 * coords].copy(), table[:, 2 * coords + 1].copy()
+        return table[:, 2 * coords].copy(), table[:, 2 * coords + 1].copy(), seq
+
+    @_unavailable_on_redis_error
+    def put_item(self, item_id: str, ts: float, record: bytes) -> int | None:
+        keys = [ITEMS_KEY, ITEMS_TS_KEY, ITEMS_CHANGES_KEY, ITEMS_SEQ_KEY]
+        seq = self._put_item(keys=keys, args=[check_key_part("item_id", item_id), repr(float(ts)), record])
+        return None if seq is None else int(seq)
+
+    @_unavailable_on_redis_error
+    def items_since(self, seq: int, limit: int) -> tuple[list[tuple[int, bytes]], int]:
+        out = self._items_since(keys=[ITEMS_KEY, ITEMS_CHANGES_KEY, ITEMS_SEQ_KEY], args=[int(seq), int(limit)])
+        pairs = [(int(out[i]), bytes(out[i + 1])) for i in range(1, len(out), 2) if out[i + 1] is not None]
+        return pairs, int(out[0])
+
+    @_unavailable_on_redis_error
+    def get_item(self, item_id: str) -> bytes | None:
+        value = self._r.hget(ITEMS_KEY, check_key_part("item_id", item_id))
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else value.encode()
 
     @_unavailable_on_redis_error
     def watermarks(self, version: str, partition: int, items: Sequence[str]) -> dict[str, int]:

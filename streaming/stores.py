@@ -139,6 +139,23 @@ class Store(Protocol):
         """The ``n`` items with the highest positive trending scores, best first."""
         ...
 
+    def gather_live(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
+        """``gather`` plus the live catalogue's sequence number, in the same round trip."""
+        ...
+
+    def put_item(self, item_id: str, ts: float, record: bytes) -> int | None:
+        """Store a catalogue record (``streaming.catalogue.ItemRecord``) if it is newer (``ts``)
+        than the item's stored one, atomically taking the next catalogue sequence number;
+        return that number, or None when the stored record is as new or newer."""
+        ...
+
+    def items_since(self, seq: int, limit: int) -> tuple[list[tuple[int, bytes]], int]:
+        """The latest record of every item changed after ``seq``, by sequence number (at most
+        ``limit``), and the catalogue's current sequence number."""
+        ...
+
+    def get_item(self, item_id: str) -> bytes | None: ...
+
     def put_lag(self, group: str, lag: dict[int, int]) -> None: ...
 
     def get_lag(self, group: str) -> dict[int, int]: ...
@@ -291,6 +308,9 @@ class MemoryStore:
         self._lag: dict[str, dict[int, int]] = {}
         self._impressions: dict[tuple[str, str], int] = {}
         self._trending: dict[str, dict[str, float]] = {}
+        self._items: dict[str, tuple[float, bytes]] = {}
+        self._item_seq: dict[str, int] = {}
+        self._catalogue_seq = 0
         self._serving: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -413,6 +433,31 @@ class MemoryStore:
             table = self._trending.get(version, {})
             best = sorted(((-score, item) for item, score in table.items() if score > 0))[:n]
         return [item for _, item in best]
+
+    def gather_live(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
+        w2, b = self.gather(version, items, coords)
+        with self._lock:
+            return w2, b, self._catalogue_seq
+
+    def put_item(self, item_id: str, ts: float, record: bytes) -> int | None:
+        with self._lock:
+            stored = self._items.get(item_id)
+            if stored is not None and stored[0] >= ts:
+                return None
+            self._catalogue_seq += 1
+            self._items[item_id] = (ts, record)
+            self._item_seq[item_id] = self._catalogue_seq
+            return self._catalogue_seq
+
+    def items_since(self, seq: int, limit: int) -> tuple[list[tuple[int, bytes]], int]:
+        with self._lock:
+            changed = sorted((n, item) for item, n in self._item_seq.items() if n > seq)[:limit]
+            return [(n, self._items[item][1]) for n, item in changed], self._catalogue_seq
+
+    def get_item(self, item_id: str) -> bytes | None:
+        with self._lock:
+            stored = self._items.get(item_id)
+        return None if stored is None else stored[1]
 
     def put_lag(self, group: str, lag: dict[int, int]) -> None:
         with self._lock:

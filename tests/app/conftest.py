@@ -57,6 +57,7 @@ def real_settings(bundle_dir: Path, redis_url: str, bootstrap: str) -> Settings:
         feedback_topic=f"feedback-{tag}",
         decisions_topic=f"decisions-{tag}",
         dead_letter_topic=f"dlq-{tag}",
+        items_topic=f"items-{tag}",
         consumer_group=f"group-{tag}",
         feedback_partitions=4,
         kafka_timeout_s=1.5,

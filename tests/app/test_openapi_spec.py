@@ -36,8 +36,11 @@ OPERATION_IDS = {
     ("get", "/healthz"): "get_health",
     ("get", "/readyz"): "get_readiness",
     ("get", "/metrics"): "get_metrics",
+    ("put", "/v1/items/{item_id}"): "put_item",
+    ("delete", "/v1/items/{item_id}"): "delete_item",
+    ("get", "/v1/items/{item_id}"): "get_item",
 }
-ADMIN = {"get_surface", "put_surface", "get_stats"}
+ADMIN = {"get_surface", "put_surface", "get_stats", "put_item", "delete_item", "get_item"}
 
 
 @pytest.fixture
@@ -73,6 +76,23 @@ def _store_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> httpx.Re
 
     monkeypatch.setattr(client.app.state.services.store, "put_surface", refuse)  # type: ignore[attr-defined]
     r: httpx.Response = client.put("/v1/admin/surfaces/home", json={"alpha": 0.3}, headers=auth())
+    return r
+
+
+def _refused(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, method: str, name: str, value: object
+) -> httpx.Response:
+    """``method`` on an item with the store's ``name`` replaced: raising ``StoreUnavailable``
+    when ``value`` is that class, else returning ``value``."""
+
+    def stub(*args: object) -> object:
+        if value is StoreUnavailable:
+            raise StoreUnavailable("down")
+        return value
+
+    monkeypatch.setattr(client.app.state.services.store, name, stub)  # type: ignore[attr-defined]
+    body: dict[str, Any] | None = {"features": {}} if method == "put" else None
+    r: httpx.Response = client.request(method, "/v1/items/new-1", headers=auth(), json=body)
     return r
 
 
@@ -118,6 +138,23 @@ TRIGGERS: dict[tuple[str, str, int], Trigger] = {
     ("get", "/readyz", 200): lambda c, u, mp: c.get("/readyz"),
     ("get", "/readyz", 503): lambda c, u, mp: u.get("/readyz"),
     ("get", "/metrics", 200): lambda c, u, mp: c.get("/metrics"),
+    ("put", "/v1/items/{item_id}", 200): lambda c, u, mp: c.put("/v1/items/new-1", json={"features": {}}, headers=H),
+    ("put", "/v1/items/{item_id}", 400): lambda c, u, mp: c.put(
+        "/v1/items/new-1", content=NOT_UTF8, headers={**H, **JSON}
+    ),
+    ("put", "/v1/items/{item_id}", 401): lambda c, u, mp: c.put("/v1/items/new-1", json={"features": {}}),
+    ("put", "/v1/items/{item_id}", 409): lambda c, u, mp: _refused(c, mp, "put", "put_item", None),
+    ("put", "/v1/items/{item_id}", 422): lambda c, u, mp: c.put("/v1/items/a%7Bb%7D", json={}, headers=H),
+    ("put", "/v1/items/{item_id}", 503): lambda c, u, mp: _refused(c, mp, "put", "get_item", StoreUnavailable),
+    ("delete", "/v1/items/{item_id}", 200): lambda c, u, mp: c.delete("/v1/items/new-1", headers=H),
+    ("delete", "/v1/items/{item_id}", 401): lambda c, u, mp: c.delete("/v1/items/new-1"),
+    ("delete", "/v1/items/{item_id}", 409): lambda c, u, mp: _refused(c, mp, "delete", "put_item", None),
+    ("delete", "/v1/items/{item_id}", 422): lambda c, u, mp: c.delete("/v1/items/%7E%6F%6D%3Ax", headers=H),
+    ("delete", "/v1/items/{item_id}", 503): lambda c, u, mp: _refused(c, mp, "delete", "get_item", StoreUnavailable),
+    ("get", "/v1/items/{item_id}", 200): lambda c, u, mp: c.get("/v1/items/new-1", headers=H),
+    ("get", "/v1/items/{item_id}", 401): lambda c, u, mp: c.get("/v1/items/new-1"),
+    ("get", "/v1/items/{item_id}", 422): lambda c, u, mp: c.get("/v1/items/a%7Bb%7D", headers=H),
+    ("get", "/v1/items/{item_id}", 503): lambda c, u, mp: _refused(c, mp, "get", "get_item", StoreUnavailable),
 }
 
 
@@ -255,6 +292,6 @@ def test_every_request_body_has_an_example_the_service_accepts(client: TestClien
             examples = schema.get("examples")
             assert examples, f"{method.upper()} {path}: the request body has no example"
             for example in examples:
-                r = client.request(method, path.format(surface="home"), json=example, headers=auth())
+                r = client.request(method, path.format(surface="home", item_id="new-1"), json=example, headers=auth())
                 assert r.status_code in (200, 202), (path, example, r.text)
-    assert bodies == 3
+    assert bodies == 4

@@ -228,6 +228,14 @@ def test_unreachable_redis_reports_not_ready() -> None:
     assert store.ping() is False
     with pytest.raises(StoreUnavailable, match="redis"):
         store.gather("v", ["a"], np.array([0]))
+    for call in (
+        lambda: store.gather_live("v", ["a"], np.array([0])),
+        lambda: store.put_item("a", 1.0, b"{}"),
+        lambda: store.items_since(0, 10),
+        lambda: store.get_item("a"),
+    ):
+        with pytest.raises(StoreUnavailable, match="redis"):
+            call()
 
 
 def test_surface_settings_and_their_change_log(store: Store) -> None:
@@ -272,3 +280,49 @@ def test_trending_keeps_the_highest_positive_scores_and_goes_with_its_version(st
     assert store.begin_retire(version, time.time(), grace_s=1.0, lease_s=1.0)
     assert store.drop_version(version) >= 2  # a's statistics and watermark, the trending list
     assert store.trending(version, 10) == []
+
+
+# The live catalogue (streaming/catalogue.py): last writer wins on ts, one sequence number.
+
+
+def test_catalogue_last_writer_wins_and_numbers_each_change(store: Store, version: str) -> None:
+    assert store.items_since(0, 10) == ([], 0)
+    assert store.get_item("new-a") is None
+    assert store.put_item("new-a", 10.0, b"a@10") == 1
+    assert store.put_item("new-b", 5.0, b"b@5") == 2
+    # Older or as old as what is stored: refused, the sequence does not move (a replay).
+    assert store.put_item("new-a", 9.0, b"a@9") is None
+    assert store.put_item("new-a", 10.0, b"a@10 again") is None
+    assert store.get_item("new-a") == b"a@10"
+    assert store.put_item("new-a", 11.0, b"a@11") == 3
+    # Each item once, at its latest change, in sequence order.
+    assert store.items_since(0, 10) == ([(2, b"b@5"), (3, b"a@11")], 3)
+    assert store.items_since(2, 10) == ([(3, b"a@11")], 3)
+    assert store.items_since(3, 10) == ([], 3)
+    assert store.items_since(0, 1) == ([(2, b"b@5")], 3)  # paged: the caller reads on from 2
+
+
+def test_the_statistics_read_carries_the_catalogue_sequence(store: Store, version: str) -> None:
+    store.apply(version, 0, [delta("cat-x", 1, [0], [1.0], [0.5])], TTL)
+    w2, b, seq = store.gather_live(version, ["cat-x", "cat-y"], np.array([0]))
+    assert seq == 0 and w2.tolist() == [[1.0], [0.0]] and b.tolist() == [[0.5], [0.0]]
+    store.put_item("cat-y", 1.0, b"y")
+    assert store.gather_live(version, ["cat-x"], np.array([0]))[2] == 1
+    assert store.gather_live(version, [], np.array([0]))[2] == 1  # no candidates: still the sequence
+
+
+def test_catalogue_keys_are_documented_and_single_slot(redis_url: str) -> None:
+    from streaming.redis_store import ITEMS_CHANGES_KEY, ITEMS_KEY, ITEMS_SEQ_KEY, ITEMS_TS_KEY
+
+    r = redis.Redis.from_url(url := redis_url)
+    r.flushdb()
+    RedisStore.from_url(url).put_item("doc-1", 3.5, b'{"x": 1}')
+    assert r.hget(ITEMS_KEY, "doc-1") == b'{"x": 1}'
+    assert float(r.hget(ITEMS_TS_KEY, "doc-1") or 0) == 3.5
+    assert r.zscore(ITEMS_CHANGES_KEY, "doc-1") == 1.0 and r.get(ITEMS_SEQ_KEY) == b"1"
+    # One hash tag: the put script touches one slot in a Redis Cluster.
+    assert {k.split("{")[1].split("}")[0] for k in (ITEMS_KEY, ITEMS_TS_KEY, ITEMS_CHANGES_KEY, ITEMS_SEQ_KEY)} == {
+        "items"
+    }
+    with pytest.raises(EventError, match="braces"):
+        RedisStore.from_url(url).put_item("a{b}", 1.0, b"")

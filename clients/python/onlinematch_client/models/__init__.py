@@ -7,6 +7,12 @@ from .feedback_response import FeedbackResponse
 from .field_error import FieldError
 from .get_stats_response_get_stats import GetStatsResponseGetStats
 from .health import Health
+from .item_put import ItemPut
+from .item_put_features import ItemPutFeatures
+from .item_record_out import ItemRecordOut
+from .item_record_out_features import ItemRecordOutFeatures
+from .item_state_out import ItemStateOut
+from .item_state_out_state import ItemStateOutState
 from .problem import Problem
 from .readiness import Readiness
 from .recommend_request import RecommendRequest
@@ -27,6 +33,12 @@ __all__ = (
     "FieldError",
     "GetStatsResponseGetStats",
     "Health",
+    "ItemPut",
+    "ItemPutFeatures",
+    "ItemRecordOut",
+    "ItemRecordOutFeatures",
+    "ItemStateOut",
+    "ItemStateOutState",
     "Problem",
     "Readiness",
     "RecommendRequest",
