@@ -170,6 +170,7 @@ def train(
     from offline.bundle import BundleError
     from offline.data import DataError
     from offline.job import report_json, run_job
+    from offline.logs import export_catalogue
     from offline.logs import export_logs as export
     from streaming.bus import BusUnavailable
 
@@ -177,13 +178,19 @@ def train(
     bus = _log_bus("train --from-topics", from_topics) if from_topics is not None else None
     while True:
         try:
-            paths = list(interactions)
+            paths, catalogue = list(interactions), items
             if from_topics is not None and bus is not None:
                 logs = out / ".work" / f"logs-{time.time_ns()}.csv"
                 joined = export(bus, from_topics.decisions_topic, from_topics.feedback_topic, logs)
                 log.info("exported_logs", path=str(logs), **joined.summary())
                 paths.append(logs)
-            report = run_job(paths, items, out, users_path=users)  # the manifest records each input and its rows
+                # Items published since the last run are trained on like any other.
+                merged = export_catalogue(
+                    bus, from_topics.items_topic, items, out / ".work" / f"items-{time.time_ns()}.csv"
+                )
+                log.info("merged_catalogue", path=str(merged.path), **merged.summary())
+                catalogue = merged.path
+            report = run_job(paths, catalogue, out, users_path=users)  # the manifest records each input and its rows
         except (DataError, BundleError, BusUnavailable, ValueError) as exc:
             print(f"onlinematch train: {exc}", file=sys.stderr)
             if period is None:
@@ -193,8 +200,9 @@ def train(
             if period is None:
                 return 0 if report.published else 1
         finally:
-            for stale in (out / ".work").glob("logs-*.csv"):  # one export per run, not an archive
-                stale.unlink(missing_ok=True)
+            for pattern in ("logs-*.csv", "items-*.csv"):  # one export per run, not an archive
+                for stale in (out / ".work").glob(pattern):
+                    stale.unlink(missing_ok=True)
         time.sleep(period)
 
 

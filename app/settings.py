@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_TOKEN = "change-me"
@@ -49,14 +49,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
+    @field_validator("editor_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Deploy files pass ``EDITOR_TOKEN=${EDITOR_TOKEN:-}``: empty means no editor token.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _no_placeholder_secret_outside_development(self) -> Settings:
         if self.environment != "development" and self.operator_token.get_secret_value() == PLACEHOLDER_TOKEN:
             raise ValueError(
                 "OPERATOR_TOKEN: set a real operator token outside development (the placeholder is refused)"
             )
-        if self.editor_token is not None and self.editor_token.get_secret_value() in ("", PLACEHOLDER_TOKEN):
-            raise ValueError("EDITOR_TOKEN: set a real token or leave it unset (empty or the placeholder is refused)")
+        if self.editor_token is not None and self.editor_token.get_secret_value() == PLACEHOLDER_TOKEN:
+            raise ValueError("EDITOR_TOKEN: set a real token or leave it unset (the placeholder is refused)")
         return self
 
     @property

@@ -99,7 +99,7 @@ class Items:
     features: dict[str, list[list[str]]] = field(default_factory=dict)  # column -> per-item values
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     if not path.exists():
         raise DataError(path, "file not found")
     if path.suffix.lower() == ".parquet":
@@ -152,7 +152,7 @@ def _check_id(path: Path, row: int, column: str, value: str) -> str:
 
 
 def load_interactions(path: Path) -> Interactions:
-    header, rows = _rows(path)
+    header, rows = read_rows(path)
     index = _require(path, header, ("user_id", "item_id", "timestamp"))
     if not rows:
         raise DataError(path, "no interactions (header only)", row=2)
@@ -194,7 +194,7 @@ def _entities(
     path: Path, id_column: str, what: str, time_columns: tuple[str, ...]
 ) -> tuple[NDArray[np.str_], NDArray[np.float64], dict[str, list[list[str]]]]:
     """An items or users file: unique ids, an optional creation time, categorical features."""
-    header, rows = _rows(path)
+    header, rows = read_rows(path)
     index = _require(path, header, (id_column,))
     if not rows:
         raise DataError(path, f"no {what} (header only)", row=2)

@@ -34,7 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from offline.data import DataError, read_rows
 from streaming.bus import Bus, read_to_end
+from streaming.catalogue import ItemRecord
 from streaming.events import EventError, FeedbackEvent, RequestContext
 
 HEADER = ("user_id", "item_id", "timestamp", "reward")
@@ -132,3 +134,91 @@ def export_logs(bus: Bus, decisions_topic: str, feedback_topic: str, out: Path) 
         raise ValueError(f"{decisions_topic} + {feedback_topic}: no shown items to train on ({joined.summary()})")
     write_interactions(joined.rows, out)
     return joined
+
+
+@dataclass(frozen=True)
+class CatalogueMerge:
+    """What the items topic added to an items file (``merge_catalogue``)."""
+
+    path: Path
+    added: int  # published since: new rows
+    changed: int  # rows whose features the topic replaced
+    deleted: int  # taken down: kept as rows (logged interactions may name them), never served
+    ignored_columns: int  # feature columns the file does not have, dropped
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "added": self.added,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "ignored_columns": self.ignored_columns,
+        }
+
+
+def _text(value: str | float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # as the file would write it, so that its tokens match
+    return str(value)
+
+
+def merge_catalogue(items: Path, records: Iterable[ItemRecord], out: Path) -> CatalogueMerge:
+    """The items file with the live catalogue's latest record per item applied: a published item
+    becomes a row (its features replace the row's: ``PUT`` replaces), a taken-down one keeps
+    its row. So the next offline run trains on items published since the last one like any
+    other item, and serving's take-down still holds for those in the new bundle
+    (``app/catalogue.py``). Columns stay the file's, plus ``created_at`` if the file has none.
+    """
+    latest: dict[str, ItemRecord] = {}
+    for record in records:
+        if record.item_id not in latest or record.ts > latest[record.item_id].ts:
+            latest[record.item_id] = record
+    header, rows = read_rows(items)
+    if "item_id" not in header:
+        raise DataError(items, "missing column(s) item_id", row=1)
+    if "created_at" not in header:
+        header = [*header, "created_at"]
+        rows = [[*r, ""] for r in rows]
+    col = {name: i for i, name in enumerate(header)}
+    features = [h for h in header if h not in ("item_id", "created_at")]
+    at = {r[col["item_id"]].strip(): n for n, r in enumerate(rows)}
+    added = changed = deleted = ignored = 0
+    for item, record in sorted(latest.items()):
+        if record.deleted:
+            deleted += item in at
+            continue
+        ignored += len(set(record.features) - set(features))
+        if item in at:
+            row = rows[at[item]]
+            changed += 1
+        else:
+            row = [""] * len(header)
+            row[col["item_id"]] = item
+            row[col["created_at"]] = repr(record.created_at)
+            rows.append(row)
+            added += 1
+        for column in features:
+            row[col[column]] = _text(record.features.get(column, ""))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return CatalogueMerge(out, added, changed, deleted, ignored)
+
+
+def export_catalogue(bus: Bus, items_topic: str, items: Path, out: Path) -> CatalogueMerge:
+    """Read the items topic from the beginning to its current end and merge it into ``items``;
+    records that do not decode are skipped (the topic is shared with external publishers)."""
+    records = []
+    for r in read_to_end(bus, items_topic):
+        try:
+            records.append(ItemRecord.decode(r.value))
+        except EventError:
+            continue
+    return merge_catalogue(items, records, out)

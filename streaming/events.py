@@ -8,6 +8,8 @@ topic         key          value
 feedback      item_id      ``FeedbackEvent`` JSON: one user action on one served item
 decisions     request_id   ``RequestContext`` JSON: what was served and why (also the join side)
 dead-letter   item_id      the feedback event plus ``reason`` (``unknown_request``)
+items         item_id      ``streaming.catalogue.ItemRecord`` JSON: the live catalogue, compacted;
+                           a take-down is a record with ``deleted`` true, never a null tombstone
 ============  ===========  =====================================================================
 
 Feedback is keyed by ``item_id`` so that every event of an item lands in one partition: one

@@ -207,6 +207,10 @@ def test_placeholder_token_is_refused_outside_development() -> None:
     with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
         Settings(environment="production")
     assert Settings(environment="production", operator_token="s3cret").environment == "production"
+    # The editor token is optional: empty (as the deploy files pass it unset) means none.
+    assert Settings(editor_token="").editor_token is None
+    with pytest.raises(ValueError, match="EDITOR_TOKEN"):
+        Settings(editor_token="change-me")
 
 
 def test_health_readiness_and_metrics(client: TestClient) -> None:

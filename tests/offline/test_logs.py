@@ -14,11 +14,12 @@ from app.demo import build_world_bundle
 from bandits.world import World
 from bench.services import Broker
 from offline.bundle import Bundle, current_version
-from offline.data import load_interactions
-from offline.logs import join_logs
+from offline.data import load_interactions, load_items
+from offline.logs import join_logs, merge_catalogue
 from streaming.bus import MemoryBus, Message, read_to_end
+from streaming.catalogue import ItemRecord
 from streaming.events import FeedbackEvent, RequestContext
-from tests.app.conftest import SMALL, real_settings
+from tests.app.conftest import SMALL, auth, real_settings
 from tests.app.test_real_services import running
 
 
@@ -86,11 +87,15 @@ def test_the_next_model_learns_what_was_served_and_clicked(redis_url: str, broke
     bundles = tmp_path / "bundles"
     build_world_bundle(bundles, world, "v-world")
     settings = real_settings(bundles, redis_url, broker.bootstrap)
-    liked = {0: [f"item-{j}" for j in range(5)], 1: [f"item-{j}" for j in range(5, 10)]}
-    candidates = [f"item-{j}" for j in range(20)]
+    # "published-1" arrives through the live catalogue (PUT /v1/items) after the bundle was
+    # trained: the next model must know it, as any item.
+    liked = {0: [*(f"item-{j}" for j in range(5)), "published-1"], 1: [f"item-{j}" for j in range(5, 10)]}
+    candidates = [*(f"item-{j}" for j in range(20)), "published-1"]
     users = {f"user-{u}": u % 2 for u in range(20)}
     impressions = 0
     with running(settings, with_consumer=False) as client:
+        r = client.put("/v1/items/published-1", json={"features": {"topic": "2"}}, headers=auth())
+        assert r.status_code == 200 and r.json()["state"] == "live", r.text
         for round_ in range(8):
             for user, group in users.items():
                 r = client.post("/v1/recommend", json={"user_id": user, "k": 10, "candidates": candidates})
@@ -118,6 +123,7 @@ def test_the_next_model_learns_what_was_served_and_clicked(redis_url: str, broke
         mp.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
         mp.setenv("DECISIONS_TOPIC", settings.decisions_topic)
         mp.setenv("FEEDBACK_TOPIC", settings.feedback_topic)
+        mp.setenv("ITEMS_TOPIC", settings.items_topic)
         assert cli(["export-logs", "--out", str(logs)]) == 0
         assert cli(["train", "--from-topics", "--items", str(items), "--out", str(out)]) == 0
     data = load_interactions(logs)
@@ -130,7 +136,8 @@ def test_the_next_model_learns_what_was_served_and_clicked(redis_url: str, broke
     assert version is not None
     bundle = Bundle.load(out / version)
     assert [i["rows"] for i in bundle.manifest["inputs"]] == [impressions]  # trained on the export
-    assert not list((out / ".work").glob("logs-*.csv"))  # one export per run, not an archive
+    assert not list((out / ".work").glob("*.csv"))  # one export per run, not an archive
+    assert "published-1" in bundle.item_index  # the live catalogue joined the items file
     user_row = {u: n for n, u in enumerate(bundle.arrays["user_ids"].tolist())}
     item_row = {i: n for n, i in enumerate(bundle.arrays["item_ids"].tolist())}
     for group in (0, 1):
@@ -145,3 +152,21 @@ def test_export_logs_without_a_broker_names_the_setting(capsys: pytest.CaptureFi
         mp.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
         with pytest.raises(SystemExit, match="KAFKA_BOOTSTRAP_SERVERS"):
             cli(["export-logs", "--out", str(tmp_path / "x.csv")])
+
+
+def test_the_catalogue_merges_into_the_items_file(tmp_path: Path) -> None:
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,genres,year\na,Comedy,1990\nb,Drama,2001\nc,Horror,1980\n")
+    records = [
+        ItemRecord("new", {"genres": "Comedy|Drama", "year": 2026.0, "colour": "red"}, 50.0, False, 1.0),
+        ItemRecord("b", {"genres": "Romance"}, 0.0, False, 1.0),
+        ItemRecord("b", {"genres": "War"}, 0.0, False, 0.5),  # older: loses
+        ItemRecord("c", {}, 0.0, True, 2.0),
+    ]
+    merged = merge_catalogue(items, records, tmp_path / "merged.csv")
+    assert merged.summary() == {"added": 1, "changed": 1, "deleted": 1, "ignored_columns": 1}
+    loaded = load_items(merged.path)
+    assert loaded.item_ids.tolist() == ["a", "b", "c", "new"]
+    assert loaded.features["genres"] == [["Comedy"], ["Romance"], ["Horror"], ["Comedy", "Drama"]]
+    assert loaded.features["year"][3] == ["2026"]  # a whole number as the file writes it
+    assert loaded.created_at[3] == 50.0 and np.isnan(loaded.created_at[0])
