@@ -120,6 +120,10 @@ class LiveCatalogue:
         self._seq = 0
         self._view: LiveView | None = None
         self._thresholds: tuple[str, FloatArray] | None = None
+        # (item, ts) → embedding, for the version in _embedded_for: a view is rebuilt on every
+        # change, and embedding every live item again each time would grow with the catalogue.
+        self._embedded: dict[tuple[str, float], FloatArray | None] = {}
+        self._embedded_for = ""
         self.stale = False  # the last refresh failed: the view may miss recent changes
 
     @property
@@ -173,7 +177,17 @@ class LiveCatalogue:
         new = [r for r in records if not r.deleted and r.item_id not in bundle.item_index]
         new.sort(key=lambda r: (-r.created_at, r.item_id))
         dim = int(bundle.arrays["item_emb"].shape[1])
-        rows = [item_from_features(bundle, r.features) for r in new]
+        if self._embedded_for != bundle.version:
+            self._embedded, self._embedded_for = {}, bundle.version
+        rows = []
+        for r in new:
+            key = (r.item_id, r.ts)
+            if key not in self._embedded:
+                self._embedded[key] = item_from_features(bundle, r.features)
+            rows.append(self._embedded[key])
+        if len(self._embedded) > 2 * len(new) + 1000:  # drop replaced and published-then-trained items
+            live = {(r.item_id, r.ts) for r in new}
+            self._embedded = {k: v for k, v in self._embedded.items() if k in live}
         # A bundle without an item tower cannot embed a new item: it is served as unknown.
         kept = [(r, v) for r, v in zip(new, rows, strict=True) if v is not None]
         ids = [r.item_id for r, _ in kept]

@@ -336,6 +336,7 @@ class Recommender:
 
         rng = self._rng()
         view = self._catalogue.view(bundle)
+        self._metrics.live_items.set(len(view.ids))
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:

@@ -207,3 +207,28 @@ def _two_replicas(settings: Settings, popular: list[str]) -> None:
             assert not set(popular[:3]) & set(shown)
             assert c.post("/v1/recommend", json=body).json()["unknown_candidates"] == 0
             assert c.get(f"/v1/items/{popular[0]}", headers=editor()).json()["state"] == "deleted"
+
+
+def test_a_replica_view_places_new_items_in_the_graph_and_keeps_the_last_view_on_an_outage(bundle_dir: Path) -> None:
+    from app.catalogue import LiveCatalogue
+    from streaming.catalogue import ItemRecord
+    from streaming.stores import MemoryStore, StoreUnavailable
+
+    bundle, store = load_current(bundle_dir), MemoryStore()
+    catalogue = LiveCatalogue(store)
+    topic = 3
+    store.put_item("near-3", 1.0, ItemRecord("near-3", {"topic": str(topic)}, 5.0, False, 1.0).encode())
+    store.put_item("item-7", 1.0, ItemRecord("item-7", {}, 0.0, True, 1.0).encode())
+    assert catalogue.refresh() and catalogue.seq == 2
+    view = catalogue.view(bundle)
+    assert view.ids == ["near-3"] and view.deleted == {"item-7"} and view.created.tolist() == [5.0]
+    assert 0 in view.by_cluster[topic]  # as similar to the centre as the row's members: it joins
+    assert catalogue.view(bundle) is view  # nothing moved: the same view
+    assert not catalogue.refresh()
+
+    def down(*args: object) -> None:
+        raise StoreUnavailable("down")
+
+    store.items_since = down  # type: ignore[method-assign]  # an outage
+    assert not catalogue.refresh() and catalogue.stale
+    assert catalogue.view(bundle) is view
