@@ -229,6 +229,6 @@ def test_a_replica_view_places_new_items_in_the_graph_and_keeps_the_last_view_on
     def down(*args: object) -> None:
         raise StoreUnavailable("down")
 
-    store.items_since = down  # type: ignore[method-assign]  # an outage
+    store.items_since = down  # type: ignore[method-assign,assignment]  # an outage: a stub that raises
     assert not catalogue.refresh() and catalogue.stale
     assert catalogue.view(bundle) is view
