@@ -6,6 +6,7 @@ Recommend (DESIGN flow 1): user embedding → sparse context → candidates → 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -134,6 +135,44 @@ class Recommendation:
     degraded: bool
     degraded_reasons: list[str] = field(default_factory=list)
     unknown_candidates: int = 0
+
+
+class InvalidFeedback(ValueError):
+    """Events the served request's surface does not accept; nothing of the batch was taken.
+    ``errors`` are (field, message) pairs, the field dotted as in the body (``events.3.value``)."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        self.errors = errors
+
+
+# How far an event's time may lie after now (client clocks run ahead), and before its request.
+CLOCK_SKEW_S = 60.0
+
+
+def check_events(
+    events: Sequence[FeedbackEvent], contexts: dict[str, RequestContext], now: float
+) -> list[FeedbackEvent]:
+    """The events as accepted: a batch with a reward outside its request's surface bounds
+    (``RequestContext.rewards``) is refused as a whole (``InvalidFeedback``); an event time
+    before its request or after now (beyond ``CLOCK_SKEW_S``) is replaced by now. Times only
+    date the event (freshness, operator counters), so a client on a simulated or skewed clock
+    is corrected, not refused, while a claimed time can no longer be anything. Events of unknown
+    requests pass through (the caller rejects them one by one)."""
+    errors: list[tuple[str, str]] = []
+    out = []
+    for n, ev in enumerate(events):
+        ctx = contexts.get(ev.request_id)
+        if ctx is not None:
+            lo, hi = ctx.rewards
+            if ev.type == "reward" and not lo <= ev.value <= hi:
+                errors.append((f"events.{n}.value", f"must lie within the surface's reward bounds [{lo}, {hi}]"))
+            if not ctx.ts - CLOCK_SKEW_S <= ev.ts <= now + CLOCK_SKEW_S:
+                ev = dataclasses.replace(ev, ts=now)
+        out.append(ev)
+    if errors:
+        raise InvalidFeedback(errors)
+    return out
 
 
 @dataclass(frozen=True)
@@ -441,6 +480,7 @@ class Recommender:
             randomized=randomized,
             curve=[round(float(x), 6) for x in exam.tolist()],
             pool=int(coords[-1]) if config.pooled else -1,
+            rewards=(config.reward_min, config.reward_max),
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace
@@ -496,17 +536,22 @@ class Recommender:
                 self._producer.send_nowait(Message(self._s.feedback_topic, item.encode(), event.encode()))
 
     def feedback(self, events: Sequence[FeedbackEvent]) -> FeedbackResult:
-        unique: dict[str, FeedbackEvent] = {}
-        for ev in events:
-            unique.setdefault(ev.event_id, ev)
-        duplicates = len(events) - len(unique)
+        """Send the events to the feedback topic; ``InvalidFeedback`` when any is out of bounds."""
         rejected: list[dict[str, str | int]] = []
         try:
-            known = self._store.get_contexts(sorted({e.request_id for e in unique.values()}))
+            known = self._store.get_contexts(sorted({e.request_id for e in events}))
         except StoreUnavailable:
             # Cannot check now; the consumer dead-letters what does not join, nothing is lost.
             self._metrics.store_errors.labels("get_contexts").inc()
             known = None
+        if known is not None:
+            # Without the contexts (store down) the consumer still clips rewards to the bounds
+            # the context recorded; what it cannot check here it cannot be fooled by there.
+            events = check_events(events, known, time.time())
+        unique: dict[str, FeedbackEvent] = {}
+        for ev in events:
+            unique.setdefault(ev.event_id, ev)
+        duplicates = len(events) - len(unique)
         to_send = []
         for index, ev in enumerate(events):
             if unique.get(ev.event_id) is not ev:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hmac
+import re
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
 from app.catalogue import ChangeConflict, ItemState, NotApplied
 from app.dashboard import build_stats
@@ -31,6 +34,7 @@ from app.models import (
     SurfaceName,
     SurfaceUpdate,
 )
+from app.recommender import InvalidFeedback
 from app.surfaces import SurfaceConfig
 from streaming.events import EventError, FeedbackEvent
 from streaming.stores import StoreUnavailable
@@ -162,7 +166,7 @@ async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendRespon
     summary="Report impressions, clicks and rewards (idempotent by event_id)",
     responses={400: BAD_BODY, 422: INVALID, 503: BROKER_DOWN},
 )
-async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse:
+async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse | JSONResponse:
     events = [
         FeedbackEvent(
             e.event_id,
@@ -175,7 +179,11 @@ async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse:
         )
         for e in body.events
     ]
-    result = await run_in_threadpool(svc.recommender.feedback, events)
+    try:
+        result = await run_in_threadpool(svc.recommender.feedback, events)
+    except InvalidFeedback as exc:
+        errors = [{"field": f, "message": m} for f, m in exc.errors]
+        return problem(422, "Invalid request", str(exc), errors=errors)
     return FeedbackResponse(
         accepted=result.accepted,
         duplicates=result.duplicates,
@@ -198,6 +206,12 @@ async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep,
     return svc.surfaces.get(surface)
 
 
+def _named(message: str) -> tuple[str, ...]:
+    """The field a cross-field message names first (``"Value error, reward_min: ..."``)."""
+    match = re.search(r"(\w+): ", message)
+    return (match.group(1),) if match else ()
+
+
 @router.put(
     "/v1/admin/surfaces/{surface}",
     response_model=SurfaceConfig,
@@ -214,7 +228,13 @@ async def put_surface(
     x_operator: Annotated[str | None, Header(max_length=64)] = None,
 ) -> SurfaceConfig:
     current = svc.surfaces.get(surface)
-    updated = SurfaceConfig.model_validate({**current.model_dump(), **body.model_dump(exclude_none=True)})
+    try:
+        updated = SurfaceConfig.model_validate({**current.model_dump(), **body.model_dump(exclude_none=True)})
+    except ValidationError as exc:
+        # Field checks ran on the body already; what is left are checks across fields, each
+        # named after the first field it involves (SurfaceConfig._ordered_bounds: reward_min).
+        errors = [{**e, "loc": ("body", *(e["loc"] or _named(str(e["msg"]))))} for e in exc.errors()]
+        raise RequestValidationError(errors) from exc
     try:
         await run_in_threadpool(svc.surfaces.put, surface, updated, x_operator or who)
     except StoreUnavailable as exc:

@@ -7,7 +7,7 @@ import time
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bandits import make_policy
 from bandits.policies import Policy
@@ -45,6 +45,17 @@ class SurfaceConfig(BaseModel):
     # Retrieval mode: the items trending now (doing far better than their priors, learnt from
     # feedback across every context) that join each request (app/trending.py).
     trending_per_request: int = Field(20, ge=0, le=100)
+    # Reward values this surface accepts ([reward_min, reward_max]); a click counts as 1 and a
+    # served item has one outcome (its first click or reward), so no feedback on one request
+    # moves an item more than one outcome at reward_max (streaming/consumer.py).
+    reward_min: float = Field(0.0, ge=-1e6, le=1e6, allow_inf_nan=False)
+    reward_max: float = Field(1.0, ge=-1e6, le=1e6, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> SurfaceConfig:
+        if self.reward_min >= self.reward_max:
+            raise ValueError(f"reward_min: must be below reward_max ({self.reward_min} >= {self.reward_max})")
+        return self
 
     def build_policy(self, lam: float) -> Policy[object]:
         params: dict[str, float] = {"lam": lam} if self.policy != "random" else {}

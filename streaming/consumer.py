@@ -124,7 +124,10 @@ def build_deltas(
         pending = new_credits[key].get(ev.request_id, "")
         have = credited.get((ctx.version, ev.item_id, ev.request_id), "") + pending
         flag = FLAG[ev.type]
-        if flag in have:
+        # One outcome per served item: its first click or reward. A click and a reward on the
+        # same item would otherwise teach two outcomes, and no sequence of valid feedback on one
+        # request may move an item more than one outcome at the surface's top reward.
+        if flag in have or (flag in "cr" and ("c" in have or "r" in have)):
             work.counts["duplicate"] += 1
             continue
         gained = flag if flag == "i" or "i" in have else flag + "i"
@@ -133,7 +136,9 @@ def build_deltas(
         if ev.position is not None and ctx.curve:
             # The client re-ordered the slate: weigh by where it really showed the item.
             e = ctx.curve[min(ev.position, len(ctx.curve) - 1)]
-        reward = 1.0 if flag == "c" else ev.value if flag == "r" else 0.0
+        lo, hi = ctx.rewards
+        # Clipped here too: feedback accepted while the store was down was not checked at the edge.
+        reward = min(max(1.0 if flag == "c" else ev.value if flag == "r" else 0.0, lo), hi) if flag != "i" else 0.0
         impression = "i" in gained
         # The examination-weighted regression of E[r] = e·(p + θ): w2 += (w·e)², b += w·e·(r − e·p).
         # Before the calibration is trusted (``learn`` False) the residual is not learnt, but the

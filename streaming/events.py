@@ -123,6 +123,13 @@ class FeedbackEvent:
         return cls.parse(raw)
 
 
+def _bounds(value: object) -> tuple[float, float]:
+    """A context's reward bounds, a ``[lo, hi]`` pair as ``encode`` writes it."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise EventError(f"rewards: must be a [lo, hi] pair, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What a recommendation served, stored under ``request_id`` for the attribution window.
@@ -161,6 +168,9 @@ class RequestContext:
     # Popularity group of each served item whose group is not 0 (bandits.calibration): which of
     # the calibration's maps its raw prior went through.
     groups: dict[str, int] = field(default_factory=dict)
+    # The surface's reward bounds when it was served: the consumer clips every reward to them,
+    # so no event can teach more than the surface allows (its settings may change later).
+    rewards: tuple[float, float] = (0.0, 1.0)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -182,6 +192,7 @@ class RequestContext:
                 "curve": self.curve,
                 "pool": self.pool,
                 "groups": self.groups,
+                "rewards": list(self.rewards),
             }
         )
 
@@ -205,5 +216,6 @@ class RequestContext:
             randomized=bool(raw.get("randomized", False)),
             curve=[float(x) for x in raw.get("curve", [])],
             pool=int(raw.get("pool", -1)),
+            rewards=_bounds(raw.get("rewards", (0.0, 1.0))),
             groups={k: int(v) for k, v in raw.get("groups", {}).items()},
         )

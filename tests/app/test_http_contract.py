@@ -7,10 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.settings import Settings
+from streaming.bus import Message
+from streaming.events import FeedbackEvent
 from tests.app.conftest import without_calibration
 
 AUTH = {"Authorization": "Bearer test-operator-token"}
@@ -314,3 +317,52 @@ def test_a_new_surface_learns_its_click_rate_before_its_items(client: TestClient
     assert not learn_flags[0]  # the first requests of a surface teach the calibration only
     assert set(ctx.positions.values()) == set(range(10)) and ctx.exam[last["items"][0]["item_id"]] == 1.0
     assert ctx.raw and all(0.0 < ctx.exam[i] <= 1.0 for i in ctx.items)
+
+
+def _reward(client: TestClient, value: float, surface: str = "default", ts: float | None = None) -> httpx.Response:
+    rec = recommend(client, k=1, surface=surface, candidates=["item-1", "item-2"])
+    item = rec["items"][0]["item_id"]
+    events = [
+        {"event_id": f"{rec['request_id']}-i", "request_id": rec["request_id"], "item_id": item, "type": "impression"},
+        {"event_id": f"{rec['request_id']}-r", "request_id": rec["request_id"], "item_id": item, "type": "reward",
+         "value": value, **({"ts": ts} if ts is not None else {})},
+    ]  # fmt: skip
+    r: httpx.Response = client.post("/v1/feedback", json={"events": events})
+    return r
+
+
+def test_a_reward_outside_the_surface_bounds_is_refused_whole_and_names_the_field(client: TestClient) -> None:
+    """Round 1: one `{"type": "reward", "value": 1e12}` made an item score 3.7e11 for a cluster."""
+    for value in (1e12, -0.5, 1.0001):
+        r = _reward(client, value)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["events.1.value"]  # and the impression not taken
+    assert _reward(client, 1.0).status_code == 202
+    # A surface that pays in [0, 5] takes 3; its bounds are an operator's setting.
+    assert client.put("/v1/admin/surfaces/shop", json={"reward_max": 5.0}, headers=AUTH).status_code == 200
+    assert _reward(client, 3.0, surface="shop").status_code == 202
+    assert _reward(client, 6.0, surface="shop").status_code == 422
+    r = client.put("/v1/admin/surfaces/shop", json={"reward_min": 9.0}, headers=AUTH)
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["reward_min"]
+
+
+def test_an_event_time_outside_the_request_window_is_replaced_by_now(client: TestClient) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
+    sent: list[FeedbackEvent] = []
+    original = services.producer.send_and_wait
+
+    def spy(messages: list[Message], timeout_s: float) -> None:
+        sent.extend(FeedbackEvent.decode(m.value) for m in messages)
+        original(messages, timeout_s)
+
+    services.producer.send_and_wait = spy
+    before = time.time()
+    for claimed in (1e300, -1e300, 1.0):
+        sent.clear()
+        assert _reward(client, 0.5, ts=claimed).status_code == 202
+        (reward,) = [e for e in sent if e.type == "reward"]
+        assert before <= reward.ts <= time.time()
+    sent.clear()
+    true = time.time()
+    assert _reward(client, 0.5, ts=true).status_code == 202
+    assert next(e.ts for e in sent if e.type == "reward") == true  # a true time is kept as sent

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streaming.consumer import build_deltas
 from streaming.events import FeedbackEvent, RequestContext
@@ -52,9 +56,23 @@ def test_credits_from_earlier_batches_are_honoured() -> None:
     assert work.counts["duplicate"] == 1
 
 
-def test_reward_uses_its_value() -> None:
-    got = cells(build_deltas([(0, ev("impression")), (1, ev("reward", value=3.0))], {"r1": CTX}, {}, {}))
+def test_reward_uses_its_value_within_the_served_surface_bounds() -> None:
+    wide = dataclasses.replace(CTX, rewards=(0.0, 5.0))
+    got = cells(build_deltas([(0, ev("impression")), (1, ev("reward", value=3.0))], {"r1": wide}, {}, {}))
     assert got[5] == pytest.approx((0.04, 0.2 * (3.0 - 0.25)))
+    # Beyond the bounds (accepted while the store was down, unchecked at the edge): clipped.
+    got = cells(build_deltas([(0, ev("impression")), (1, ev("reward", value=1e12))], {"r1": CTX}, {}, {}))
+    assert got[5] == pytest.approx((0.04, 0.2 * (1.0 - 0.25)))
+
+
+@pytest.mark.parametrize("order", [("click", "reward"), ("reward", "click")])
+def test_a_served_item_has_one_outcome(order: tuple[str, str]) -> None:
+    """A click and a reward on one served item teach one outcome, the first."""
+    events = [(0, ev("impression")), (1, ev(order[0], value=0.5, eid="x")), (2, ev(order[1], value=0.5, eid="y"))]
+    work = build_deltas(events, {"r1": CTX}, {}, {})
+    first = 1.0 if order[0] == "click" else 0.5
+    assert cells(work)[2] == pytest.approx((0.64, 0.8 * (first - 0.25)))
+    assert work.counts["duplicate"] == 1
 
 
 def test_events_at_or_below_the_watermark_are_skipped() -> None:
@@ -151,3 +169,40 @@ def test_the_calibration_is_taught_in_the_served_items_popularity_group() -> Non
     work = build_deltas([(0, ev("impression", request="r2"))], {"r2": popular}, {}, {})
     (cal,) = [d for d in work.deltas["v1"] if d.item == calibration_item("home")]
     assert cal.coords.tolist() == [(GROUPS - 1) * BINS + int(bin_of([0.5])[0])]
+
+
+EVENT = st.tuples(
+    st.sampled_from(["impression", "click", "reward"]),
+    st.floats(-1e12, 1e12, allow_nan=False),
+    st.sampled_from(["a", "b"]),
+    st.one_of(st.none(), st.integers(0, 20)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENT, max_size=30), st.floats(-2.0, 2.0), st.floats(0.01, 3.0))
+def test_no_feedback_on_one_request_moves_an_item_more_than_one_outcome(
+    seq: list[tuple[str, float, str, int | None]], lo: float, width: float
+) -> None:
+    """The principle of hostile input: whatever a caller sends about one request (any mix,
+    order and repetition of impressions, clicks and rewards, any values, any claimed positions),
+    each item learns at most one impression and one outcome at the surface's top reward: what
+    one real click would teach on a surface whose top reward is a click."""
+    hi = lo + width
+    ctx = dataclasses.replace(POSITIONED, rewards=(lo, hi), curve=[1.0, 0.7, 0.6, 0.5])
+    events = [
+        (n, FeedbackEvent(f"e{n}", ctx.request_id, item, kind, value, 0.0, position))  # type: ignore[arg-type]  # kind is one of the literals
+        for n, (kind, value, item, position) in enumerate(seq)
+    ]
+    work = build_deltas(events, {ctx.request_id: ctx}, {}, {})
+    for delta in work.deltas.get(ctx.version, []):
+        if delta.item not in ctx.items:
+            continue  # the calibration's and examination's pseudo-items
+        prior = ctx.items[delta.item][0]
+        for coord, w2, b in zip(delta.coords.tolist(), delta.w2.tolist(), delta.b.tolist(), strict=True):
+            w = ctx.weights[ctx.indices.index(coord)]
+            # The examination weight of any slot is at most 1 (the top slot's).
+            assert w2 <= w * w + 1e-12
+            # b = w·e·r − w·e²·p with one r in [lo, hi] at most and e in (0, 1].
+            assert b <= w * max(hi, 0.0) + 1e-9
+            assert b >= w * (min(lo, 0.0) - prior) - 1e-9

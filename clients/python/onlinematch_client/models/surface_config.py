@@ -29,6 +29,8 @@ class SurfaceConfig:
         popular_per_request (int | Unset):  Default: 50.
         position_aware (bool | Unset):  Default: True.
         position_randomization (float | Unset):  Default: 0.05.
+        reward_max (float | Unset):  Default: 1.0.
+        reward_min (float | Unset):  Default: 0.0.
         sigma (float | Unset):  Default: 0.1.
         trending_per_request (int | Unset):  Default: 20.
     """
@@ -46,6 +48,8 @@ class SurfaceConfig:
     popular_per_request: int | Unset = 50
     position_aware: bool | Unset = True
     position_randomization: float | Unset = 0.05
+    reward_max: float | Unset = 1.0
+    reward_min: float | Unset = 0.0
     sigma: float | Unset = 0.1
     trending_per_request: int | Unset = 20
 
@@ -77,6 +81,10 @@ class SurfaceConfig:
         position_aware = self.position_aware
 
         position_randomization = self.position_randomization
+
+        reward_max = self.reward_max
+
+        reward_min = self.reward_min
 
         sigma = self.sigma
 
@@ -111,6 +119,10 @@ class SurfaceConfig:
             field_dict["position_aware"] = position_aware
         if position_randomization is not UNSET:
             field_dict["position_randomization"] = position_randomization
+        if reward_max is not UNSET:
+            field_dict["reward_max"] = reward_max
+        if reward_min is not UNSET:
+            field_dict["reward_min"] = reward_min
         if sigma is not UNSET:
             field_dict["sigma"] = sigma
         if trending_per_request is not UNSET:
@@ -152,6 +164,10 @@ class SurfaceConfig:
 
         position_randomization = d.pop("position_randomization", UNSET)
 
+        reward_max = d.pop("reward_max", UNSET)
+
+        reward_min = d.pop("reward_min", UNSET)
+
         sigma = d.pop("sigma", UNSET)
 
         trending_per_request = d.pop("trending_per_request", UNSET)
@@ -170,6 +186,8 @@ class SurfaceConfig:
             popular_per_request=popular_per_request,
             position_aware=position_aware,
             position_randomization=position_randomization,
+            reward_max=reward_max,
+            reward_min=reward_min,
             sigma=sigma,
             trending_per_request=trending_per_request,
         )

@@ -29,6 +29,8 @@ class SurfaceUpdate:
         popular_per_request (int | None | Unset):
         position_aware (bool | None | Unset):
         position_randomization (float | None | Unset):
+        reward_max (float | None | Unset):
+        reward_min (float | None | Unset):
         sigma (float | None | Unset):
         trending_per_request (int | None | Unset):
     """
@@ -46,6 +48,8 @@ class SurfaceUpdate:
     popular_per_request: int | None | Unset = UNSET
     position_aware: bool | None | Unset = UNSET
     position_randomization: float | None | Unset = UNSET
+    reward_max: float | None | Unset = UNSET
+    reward_min: float | None | Unset = UNSET
     sigma: float | None | Unset = UNSET
     trending_per_request: int | None | Unset = UNSET
 
@@ -130,6 +134,18 @@ class SurfaceUpdate:
         else:
             position_randomization = self.position_randomization
 
+        reward_max: float | None | Unset
+        if isinstance(self.reward_max, Unset):
+            reward_max = UNSET
+        else:
+            reward_max = self.reward_max
+
+        reward_min: float | None | Unset
+        if isinstance(self.reward_min, Unset):
+            reward_min = UNSET
+        else:
+            reward_min = self.reward_min
+
         sigma: float | None | Unset
         if isinstance(self.sigma, Unset):
             sigma = UNSET
@@ -171,6 +187,10 @@ class SurfaceUpdate:
             field_dict["position_aware"] = position_aware
         if position_randomization is not UNSET:
             field_dict["position_randomization"] = position_randomization
+        if reward_max is not UNSET:
+            field_dict["reward_max"] = reward_max
+        if reward_min is not UNSET:
+            field_dict["reward_min"] = reward_min
         if sigma is not UNSET:
             field_dict["sigma"] = sigma
         if trending_per_request is not UNSET:
@@ -307,6 +327,24 @@ class SurfaceUpdate:
 
         position_randomization = _parse_position_randomization(d.pop("position_randomization", UNSET))
 
+        def _parse_reward_max(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        reward_max = _parse_reward_max(d.pop("reward_max", UNSET))
+
+        def _parse_reward_min(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        reward_min = _parse_reward_min(d.pop("reward_min", UNSET))
+
         def _parse_sigma(data: object) -> float | None | Unset:
             if data is None:
                 return data
@@ -339,6 +377,8 @@ class SurfaceUpdate:
             popular_per_request=popular_per_request,
             position_aware=position_aware,
             position_randomization=position_randomization,
+            reward_max=reward_max,
+            reward_min=reward_min,
             sigma=sigma,
             trending_per_request=trending_per_request,
         )
