@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth import Operators
 from app.catalogue import CatalogueEditor
 from app.lease import Report, ServingLease
 from app.logs import configure_logging
@@ -55,6 +56,7 @@ class Services:
     recommender: Recommender
     counters: Counters
     catalogue: CatalogueEditor
+    operators: Operators
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     consumer: FeedbackConsumer | None = None
@@ -82,7 +84,8 @@ class Services:
         counters = Counters()
         recommender = Recommender(settings, store, producer, bundles, surfaces, metrics, counters)
         editor = CatalogueEditor(store, producer, recommender.catalogue, settings.items_topic, settings.kafka_timeout_s)
-        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender, counters, editor)
+        operators = Operators(settings)
+        return cls(settings, store, bus, producer, metrics, bundles, surfaces, recommender, counters, editor, operators)
 
     def start(self) -> None:
         if isinstance(self.bus, MemoryBus):
@@ -204,7 +207,7 @@ DESCRIPTION = (
 )
 TAGS = [
     {"name": "recommendations", "description": "Ask for a slate, then report what the user saw and did."},
-    {"name": "admin", "description": "Operator routes: they need the operator bearer token."},
+    {"name": "admin", "description": "Operator routes: viewers read, editors also change (bearer token)."},
     {
         "name": "catalogue",
         "description": "The live catalogue: publish, change and take down items between offline runs (editor token).",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, Security
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from app.auth import Operator
 from app.catalogue import ChangeConflict, ItemState, NotApplied
 from app.dashboard import build_stats
 from app.main import PROBLEM, Services, problem
@@ -39,6 +40,8 @@ from app.surfaces import SurfaceConfig
 from streaming.events import EventError, FeedbackEvent
 from streaming.stores import StoreUnavailable
 
+log = structlog.get_logger(__name__)
+
 router = APIRouter()
 
 STATIC = FilePath(__file__).parent / "static"
@@ -53,49 +56,51 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-# Declares the scheme in the OpenAPI only: ``operator`` reads and checks the header itself.
+# Declares the scheme in the OpenAPI only: ``_authenticated`` reads and checks the header itself.
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="operatorToken",
     description=(
-        "The operator token (`OPERATOR_TOKEN`), sent as `Authorization: Bearer <token>`; the catalogue "
-        "routes also take the editor token (`EDITOR_TOKEN`)."
+        "A named operator's token (`OPERATORS_FILE`, app/auth.py), or the shared `OPERATOR_TOKEN` or "
+        "`EDITOR_TOKEN`, sent as `Authorization: Bearer <token>`. Viewers read; editors also change."
     ),
 )
 
 
-def operator(
+def _authenticated(request: Request, svc: Services) -> Operator:
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    who = svc.operators.authenticate(token) if scheme.lower() == "bearer" and token else None
+    if who is None:
+        reason = "no bearer token" if not token else "unknown token"
+        log.warning("auth_refused", method=request.method, route=request.url.path, reason=reason)
+        raise HTTPException(401, "Authorization: a valid bearer token is required")
+    return who
+
+
+def viewer(
     request: Request,
     svc: ServicesDep,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-) -> str:
-    expected = svc.settings.operator_token.get_secret_value()
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(401, "Authorization: a valid operator bearer token is required")
-    return "operator"
-
-
-OperatorDep = Annotated[str, Depends(operator)]
+) -> Operator:
+    """Any named operator: viewers and editors."""
+    return _authenticated(request, svc)
 
 
 def editor(
     request: Request,
     svc: ServicesDep,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-) -> str:
-    """The role that may change the catalogue: ``editor``, or ``operator`` (who may do anything)."""
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer":
-        editor_token = svc.settings.editor_token
-        if editor_token is not None and hmac.compare_digest(token.encode(), editor_token.get_secret_value().encode()):
-            return "editor"
-        if hmac.compare_digest(token.encode(), svc.settings.operator_token.get_secret_value().encode()):
-            return "operator"
-    raise HTTPException(401, "Authorization: a valid editor or operator bearer token is required")
+) -> Operator:
+    """An operator with the editor role: the only one whose requests change anything."""
+    who = _authenticated(request, svc)
+    if not who.may("editor"):
+        log.warning("auth_refused", method=request.method, route=request.url.path, who=who.name, reason="viewer")
+        raise HTTPException(403, f"{who.name} is a viewer: changes need the editor role")
+    return who
 
 
-EditorDep = Annotated[str, Depends(editor)]
+ViewerDep = Annotated[Operator, Depends(viewer)]
+EditorDep = Annotated[Operator, Depends(editor)]
 
 
 def problem_response(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -114,13 +119,13 @@ def problem_response(description: str, retry_after: bool = False) -> dict[str, A
 TEXT: dict[str, Any] = {"schema": {"type": "string"}}
 BAD_BODY = problem_response("The body could not be read (not UTF-8 JSON).")
 INVALID = problem_response("A field, parameter or header is invalid; `errors` names each one.")
-UNAUTHORIZED = problem_response("The operator bearer token is missing or wrong.")
+UNAUTHORIZED = problem_response("The bearer token is missing or wrong.")
+FORBIDDEN = problem_response("The token is a viewer's: changes need the editor role.")
 NO_BUNDLE = problem_response("No model bundle is loaded yet; retry after `Retry-After` seconds.", retry_after=True)
 BROKER_DOWN = problem_response(
     "The event broker did not acknowledge; nothing was accepted, retry after `Retry-After` seconds.", retry_after=True
 )
 STORE_DOWN = problem_response("The statistics store did not take the change; nothing changed.")
-EDITOR_ONLY = problem_response("The editor (or operator) bearer token is missing or wrong.")
 ITEM_CONFLICT = problem_response("Another change of the same item landed first; read it and retry.")
 ITEM_NOT_APPLIED = problem_response(
     "The broker or the statistics store did not take the change; retry after `Retry-After` seconds.", retry_after=True
@@ -202,7 +207,7 @@ async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse 
     summary="Read a surface's exploration settings",
     responses={401: UNAUTHORIZED, 422: INVALID},
 )
-async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep, _: OperatorDep) -> SurfaceConfig:
+async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep, _: ViewerDep) -> SurfaceConfig:
     return svc.surfaces.get(surface)
 
 
@@ -218,14 +223,13 @@ def _named(message: str) -> tuple[str, ...]:
     operation_id="put_surface",
     tags=["admin"],
     summary="Change a surface's exploration settings (fields left out keep their values)",
-    responses={400: BAD_BODY, 401: UNAUTHORIZED, 422: INVALID, 503: STORE_DOWN},
+    responses={400: BAD_BODY, 401: UNAUTHORIZED, 403: FORBIDDEN, 422: INVALID, 503: STORE_DOWN},
 )
 async def put_surface(
     surface: Annotated[SurfaceName, Path()],
     body: SurfaceUpdate,
     svc: ServicesDep,
-    who: OperatorDep,
-    x_operator: Annotated[str | None, Header(max_length=64)] = None,
+    who: EditorDep,
 ) -> SurfaceConfig:
     current = svc.surfaces.get(surface)
     try:
@@ -236,7 +240,7 @@ async def put_surface(
         errors = [{**e, "loc": ("body", *(e["loc"] or _named(str(e["msg"]))))} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
     try:
-        await run_in_threadpool(svc.surfaces.put, surface, updated, x_operator or who)
+        await run_in_threadpool(svc.surfaces.put, surface, updated, who.name)
     except StoreUnavailable as exc:
         raise HTTPException(503, "surface settings could not be stored; nothing changed") from exc
     return updated
@@ -279,12 +283,19 @@ async def _change(svc: Services, fn: Any, *args: Any) -> ItemStateOut | JSONResp
     operation_id="put_item",
     tags=["catalogue"],
     summary="Publish or change an item: servable on every replica from its next request",
-    responses={400: BAD_BODY, 401: EDITOR_ONLY, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
+    responses={
+        400: BAD_BODY,
+        401: UNAUTHORIZED,
+        403: FORBIDDEN,
+        409: ITEM_CONFLICT,
+        422: INVALID,
+        503: ITEM_NOT_APPLIED,
+    },
 )
 async def put_item(
     item_id: Annotated[Id, Path()], body: ItemPut, svc: ServicesDep, who: EditorDep
 ) -> ItemStateOut | JSONResponse:
-    return await _change(svc, svc.catalogue.publish, item_id, body.features, body.created_at, who)
+    return await _change(svc, svc.catalogue.publish, item_id, body.features, body.created_at, who.name)
 
 
 @router.delete(
@@ -293,10 +304,10 @@ async def put_item(
     operation_id="delete_item",
     tags=["catalogue"],
     summary="Take an item down: no replica serves it from the acknowledgement on, in any bundle",
-    responses={401: EDITOR_ONLY, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
+    responses={401: UNAUTHORIZED, 403: FORBIDDEN, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
 )
 async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: EditorDep) -> ItemStateOut | JSONResponse:
-    return await _change(svc, svc.catalogue.take_down, item_id, who)
+    return await _change(svc, svc.catalogue.take_down, item_id, who.name)
 
 
 @router.get(
@@ -305,9 +316,9 @@ async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: Edi
     operation_id="get_item",
     tags=["catalogue"],
     summary="An item's catalogue state and latest change",
-    responses={401: EDITOR_ONLY, 422: INVALID, 503: ITEM_NOT_APPLIED},
+    responses={401: UNAUTHORIZED, 422: INVALID, 503: ITEM_NOT_APPLIED},
 )
-async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: EditorDep) -> ItemStateOut | JSONResponse:
+async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: ViewerDep) -> ItemStateOut | JSONResponse:
     try:
         state = await run_in_threadpool(svc.catalogue.state, svc.bundles.current, item_id)
     except StoreUnavailable:
@@ -324,7 +335,7 @@ async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: EditorDe
     summary="The last hour by minute, per surface (what the dashboard draws)",
     responses={401: UNAUTHORIZED},
 )
-async def admin_stats(svc: ServicesDep, _: OperatorDep) -> dict[str, Any]:
+async def admin_stats(svc: ServicesDep, _: ViewerDep) -> dict[str, Any]:
     return await run_in_threadpool(build_stats, svc)
 
 

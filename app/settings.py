@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Publishes and takes down items (PUT/DELETE /v1/items); the operator token may too. Unset,
     # only operators edit the catalogue.
     editor_token: SecretStr | None = None
+    # Named operators with roles (app/auth.py): JSON of name → {sha256, role}, re-read on change.
+    operators_file: Path | None = None
     bundle_dir: Path = Path("var/bundles")
 
     attribution_window_s: float = Field(3600.0, gt=0)

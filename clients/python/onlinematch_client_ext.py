@@ -178,13 +178,9 @@ class OnlinematchClient:
     def get_surface(self, surface: str) -> SurfaceConfig:
         return self._call(lambda: get_surface.sync_detailed(surface, client=self._admin()), SurfaceConfig)
 
-    def put_surface(self, surface: str, update: SurfaceUpdate, *, operator: str | None = None) -> SurfaceConfig:
-        def call() -> Response[Problem | SurfaceConfig]:
-            if operator is None:
-                return put_surface.sync_detailed(surface, client=self._admin(), body=update)
-            return put_surface.sync_detailed(surface, client=self._admin(), body=update, x_operator=operator)
-
-        return self._call(call, SurfaceConfig)
+    def put_surface(self, surface: str, update: SurfaceUpdate) -> SurfaceConfig:
+        """The audit records the token's name (the service decides who, not the caller)."""
+        return self._call(lambda: put_surface.sync_detailed(surface, client=self._admin(), body=update), SurfaceConfig)
 
     def get_stats(self) -> GetStatsResponseGetStats:
         return self._call(lambda: get_stats.sync_detailed(client=self._admin()), GetStatsResponseGetStats)

@@ -115,7 +115,7 @@ def test_admin_needs_the_bearer_token(via: Via) -> None:
         om.get_surface("home")
     with OnlinematchClient(BASE, token=TOKEN, transport=via) as om:
         assert isinstance(om.get_surface("home"), SurfaceConfig)
-        assert om.put_surface("home", SurfaceUpdate(alpha=0.25), operator="ci").alpha == 0.25
+        assert om.put_surface("home", SurfaceUpdate(alpha=0.25)).alpha == 0.25
         assert om.get_stats() is not None
     assert via.seen[-1].headers["authorization"] == f"Bearer {TOKEN}"
 

@@ -160,9 +160,7 @@ def test_admin_get_and_put_with_the_right_token(gen: Generated, live: str) -> No
     admin = gen.client(live, token=TOKEN)
     got = gen.module("api.admin.get_surface").sync_detailed("contract", client=admin)
     assert got.status_code == 200 and isinstance(got.parsed, m.SurfaceConfig)
-    put = gen.module("api.admin.put_surface").sync_detailed(
-        "contract", client=admin, body=m.SurfaceUpdate(alpha=0.25), x_operator="contract-test"
-    )
+    put = gen.module("api.admin.put_surface").sync_detailed("contract", client=admin, body=m.SurfaceUpdate(alpha=0.25))
     assert put.status_code == 200 and isinstance(put.parsed, m.SurfaceConfig) and put.parsed.alpha == 0.25
     again = gen.module("api.admin.get_surface").sync_detailed("contract", client=admin)
     assert isinstance(again.parsed, m.SurfaceConfig) and again.parsed.alpha == 0.25  # stored in the real Redis

@@ -96,6 +96,17 @@ def _refused(
     return r
 
 
+def _as_viewer(client: TestClient, monkeypatch: pytest.MonkeyPatch, method: str, path: str) -> httpx.Response:
+    """A change by a named operator whose role is viewer (app/auth.py)."""
+    from app.auth import Operator
+
+    services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
+    monkeypatch.setattr(services.operators, "authenticate", lambda token: Operator("bob", "viewer"))
+    body: dict[str, Any] | None = {} if method == "put" else None
+    r: httpx.Response = client.request(method, path, headers=auth(), json=body)
+    return r
+
+
 Trigger = Callable[[TestClient, TestClient, pytest.MonkeyPatch], httpx.Response]
 H = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -128,6 +139,9 @@ TRIGGERS: dict[tuple[str, str, int], Trigger] = {
         "/v1/admin/surfaces/home", json={"policy": "linucb"}, headers=H
     ),
     ("put", "/v1/admin/surfaces/{surface}", 503): lambda c, u, mp: _store_down(c, mp),
+    ("put", "/v1/admin/surfaces/{surface}", 403): lambda c, u, mp: _as_viewer(c, mp, "put", "/v1/admin/surfaces/home"),
+    ("put", "/v1/items/{item_id}", 403): lambda c, u, mp: _as_viewer(c, mp, "put", "/v1/items/new-1"),
+    ("delete", "/v1/items/{item_id}", 403): lambda c, u, mp: _as_viewer(c, mp, "delete", "/v1/items/new-1"),
     ("get", "/v1/admin/stats", 200): lambda c, u, mp: c.get("/v1/admin/stats", headers=H),
     ("get", "/v1/admin/stats", 401): lambda c, u, mp: c.get("/v1/admin/stats"),
     ("get", "/dashboard", 200): lambda c, u, mp: c.get("/dashboard"),

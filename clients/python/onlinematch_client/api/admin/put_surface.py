@@ -9,18 +9,15 @@ from ...client import AuthenticatedClient, Client
 from ...models.problem import Problem
 from ...models.surface_config import SurfaceConfig
 from ...models.surface_update import SurfaceUpdate
-from ...types import UNSET, Response, Unset
+from ...types import Response
 
 
 def _get_kwargs(
     surface: str,
     *,
     body: SurfaceUpdate,
-    x_operator: None | str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
-    if not isinstance(x_operator, Unset):
-        headers["x-operator"] = x_operator
 
     _kwargs: dict[str, Any] = {
         "method": "put",
@@ -55,6 +52,11 @@ def _parse_response(
 
         return response_401
 
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
+
     if response.status_code == 422:
         response_422 = Problem.from_dict(response.json())
 
@@ -87,13 +89,11 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: SurfaceUpdate,
-    x_operator: None | str | Unset = UNSET,
 ) -> Response[Problem | SurfaceConfig]:
     """Change a surface's exploration settings (fields left out keep their values)
 
     Args:
         surface (str):
-        x_operator (None | str | Unset):
         body (SurfaceUpdate): Fields left out keep their current values.
 
     Raises:
@@ -107,7 +107,6 @@ def sync_detailed(
     kwargs = _get_kwargs(
         surface=surface,
         body=body,
-        x_operator=x_operator,
     )
 
     response = client.get_httpx_client().request(
@@ -122,13 +121,11 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: SurfaceUpdate,
-    x_operator: None | str | Unset = UNSET,
 ) -> Problem | SurfaceConfig | None:
     """Change a surface's exploration settings (fields left out keep their values)
 
     Args:
         surface (str):
-        x_operator (None | str | Unset):
         body (SurfaceUpdate): Fields left out keep their current values.
 
     Raises:
@@ -143,7 +140,6 @@ def sync(
         surface=surface,
         client=client,
         body=body,
-        x_operator=x_operator,
     ).parsed
 
 
@@ -152,13 +148,11 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: SurfaceUpdate,
-    x_operator: None | str | Unset = UNSET,
 ) -> Response[Problem | SurfaceConfig]:
     """Change a surface's exploration settings (fields left out keep their values)
 
     Args:
         surface (str):
-        x_operator (None | str | Unset):
         body (SurfaceUpdate): Fields left out keep their current values.
 
     Raises:
@@ -172,7 +166,6 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         surface=surface,
         body=body,
-        x_operator=x_operator,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -185,13 +178,11 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: SurfaceUpdate,
-    x_operator: None | str | Unset = UNSET,
 ) -> Problem | SurfaceConfig | None:
     """Change a surface's exploration settings (fields left out keep their values)
 
     Args:
         surface (str):
-        x_operator (None | str | Unset):
         body (SurfaceUpdate): Fields left out keep their current values.
 
     Raises:
@@ -207,6 +198,5 @@ async def asyncio(
             surface=surface,
             client=client,
             body=body,
-            x_operator=x_operator,
         )
     ).parsed
