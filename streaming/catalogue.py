@@ -139,12 +139,13 @@ def check_features(features: object, columns: frozenset[str] = frozenset()) -> d
 
 
 def apply_records(store: Store, raws: Iterable[bytes]) -> tuple[int, int]:
-    """Apply records from the topic to the store, last writer wins; (applied, refused).
+    """Apply records from the topic to the store, last writer wins; (landed, refused), where a
+    record landed if it is now the store's latest for its item (newly, or already was).
 
     A record that does not parse is refused and logged (the topic is shared with external
     publishers); one that is older than the store's is not an error, it is simply not newer.
     """
-    applied = refused = 0
+    landed = refused = 0
     for raw in raws:
         try:
             record = ItemRecord.decode(raw)
@@ -153,8 +154,8 @@ def apply_records(store: Store, raws: Iterable[bytes]) -> tuple[int, int]:
             log.warning("item_record_refused", error=str(exc))
             continue
         if store.put_item(record.item_id, record.ts, record.encode()) is not None:
-            applied += 1
-    return applied, refused
+            landed += 1
+    return landed, refused
 
 
 def follow_items(
@@ -178,8 +179,8 @@ def follow_items(
             while not stop.is_set():
                 records = consumer.poll(1000, FOLLOW_POLL_S)
                 if records:
-                    applied, refused = apply_records(store, [r.value for r in records])
-                    log.info("items_followed", read=len(records), applied=applied, refused=refused)
+                    landed, refused = apply_records(store, [r.value for r in records])
+                    log.info("items_followed", read=len(records), landed=landed, refused=refused)
         except Exception as exc:  # any client or store error: the follower outlives it and starts over
             on_error(type(exc).__name__)
             log.warning("items_follow_failed", error=type(exc).__name__)

@@ -213,10 +213,16 @@ ITEMS_CHANGES_KEY = "om:{items}:changes"
 ITEMS_SEQ_KEY = "om:{items}:seq"
 
 # Last writer wins on ts: store the record and take the next sequence number, or return false.
+# The same record again (the follower applied it from the topic before its writer did) returns
+# the sequence number it already has: both writers succeed, the catalogue moves once.
 # KEYS = records, ts, changes, seq; ARGV = item, ts, record.
 _PUT_ITEM = """
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old and tonumber(old) >= tonumber(ARGV[2]) then return false end
+if old and tonumber(old) > tonumber(ARGV[2]) then return false end
+if old and tonumber(old) == tonumber(ARGV[2]) then
+  if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[3] then return false end
+  return tonumber(redis.call('ZSCORE', KEYS[3], ARGV[1]))
+end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

@@ -146,7 +146,9 @@ class Store(Protocol):
     def put_item(self, item_id: str, ts: float, record: bytes) -> int | None:
         """Store a catalogue record (``streaming.catalogue.ItemRecord``) if it is newer (``ts``)
         than the item's stored one, atomically taking the next catalogue sequence number;
-        return that number, or None when the stored record is as new or newer."""
+        return that number, or None when the stored record is newer or as new but different.
+        The identical record again returns the number it already has (its writer and the
+        topic's follower may both apply it, in either order)."""
         ...
 
     def items_since(self, seq: int, limit: int) -> tuple[list[tuple[int, bytes]], int]:
@@ -442,6 +444,8 @@ class MemoryStore:
     def put_item(self, item_id: str, ts: float, record: bytes) -> int | None:
         with self._lock:
             stored = self._items.get(item_id)
+            if stored is not None and stored[0] == ts and stored[1] == record:
+                return self._item_seq[item_id]  # the same change again: it landed already
             if stored is not None and stored[0] >= ts:
                 return None
             self._catalogue_seq += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from app.settings import Settings
 from bandits.world import World
 from bench.services import Broker
 from offline.bundle import Bundle, item_from_features, load_current
+from streaming.bus import Message
 from streaming.redis_store import ITEMS_CHANGES_KEY, ITEMS_KEY, ITEMS_SEQ_KEY, ITEMS_TS_KEY
 from tests.app.conftest import TOKEN, auth, real_settings, serving, settings_for, without_calibration
 
@@ -232,3 +233,22 @@ def test_a_replica_view_places_new_items_in_the_graph_and_keeps_the_last_view_on
     store.items_since = down  # type: ignore[method-assign,assignment]  # an outage: a stub that raises
     assert not catalogue.refresh() and catalogue.stale
     assert catalogue.view(bundle) is view
+
+
+def test_the_follower_landing_first_is_not_a_conflict(editable: TestClient) -> None:
+    """The topic's follower may apply a change before its writer does (found by bench-catalogue:
+    2 of 391 PUTs answered 409): the same record again is success, not a conflict."""
+    from streaming.catalogue import apply_records
+
+    svc = services(editable)
+    original = svc.producer.send_and_wait
+
+    def follower_first(messages: Sequence[Message], timeout_s: float) -> None:
+        original(messages, timeout_s)
+        apply_records(svc.store, [m.value for m in messages if m.topic == svc.settings.items_topic])
+
+    svc.producer.send_and_wait = follower_first  # type: ignore[method-assign]  # the race, made certain
+    item = new_id()
+    r = editable.put(f"/v1/items/{item}", json={"features": {"topic": "2"}}, headers=editor())
+    assert r.status_code == 200 and r.json()["state"] == "live", r.text
+    assert editable.delete(f"/v1/items/{item}", headers=editor()).json()["state"] == "deleted"

@@ -294,6 +294,8 @@ def test_catalogue_last_writer_wins_and_numbers_each_change(store: Store, versio
     assert store.put_item("new-a", 9.0, b"a@9") is None
     assert store.put_item("new-a", 10.0, b"a@10 again") is None
     assert store.get_item("new-a") == b"a@10"
+    # The same change again (the follower got there first): it landed, at its number.
+    assert store.put_item("new-a", 10.0, b"a@10") == 1
     assert store.put_item("new-a", 11.0, b"a@11") == 3
     # Each item once, at its latest change, in sequence order.
     assert store.items_since(0, 10) == ([(2, b"b@5"), (3, b"a@11")], 3)
