@@ -172,6 +172,7 @@ class SurfaceUpdate(BaseModel):
     fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
     trending_per_request: Annotated[int, Field(ge=0, le=100)] | None = None
+    fresh_slots: Annotated[int, Field(ge=0, le=10)] | None = None
     reward_min: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     reward_max: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
 

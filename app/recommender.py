@@ -25,7 +25,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.surfaces import SurfaceConfig, Surfaces
 from app.trending import Trending
-from bandits import DiagStats, Slate, SparseContext, select_slots
+from bandits import DiagStats, Slate, SparseContext, reserve_slots, select_slots
 from bandits.calibration import GROUPS, bin_centres, popularity_groups
 from bandits.checks import FloatArray, IntArray
 from offline.bundle import (
@@ -438,6 +438,8 @@ class Recommender:
         scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
         explore = not reasons and rng.random() < config.explore_traffic
         slate = select_slots(scores.mean, scores.explore, k, config.explore_slots, explore)
+        if config.fresh_slots and is_live.any() and not reasons:
+            slate = reserve_slots(slate, scores.explore, is_live, config.fresh_slots)
         n_slots = len(slate.positions)
         # Not while degraded: with the statistics store down the context may not be stored, so a
         # random order would cost clicks and teach nothing (like exploration, above).

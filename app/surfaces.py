@@ -45,6 +45,9 @@ class SurfaceConfig(BaseModel):
     # Retrieval mode: the items trending now (doing far better than their priors, learnt from
     # feedback across every context) that join each request (app/trending.py).
     trending_per_request: int = Field(20, ge=0, le=100)
+    # Positions at the bottom of every slate given to the best-bonus item published since the
+    # bundle (the live catalogue), when a candidate: new items explored on purpose.
+    fresh_slots: int = Field(1, ge=0, le=10)
     # Reward values this surface accepts ([reward_min, reward_max]); a click counts as 1 and a
     # served item has one outcome (its first click or reward), so no feedback on one request
     # moves an item more than one outcome at reward_max (streaming/consumer.py).

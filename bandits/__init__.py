@@ -26,7 +26,7 @@ from bandits.policies import (
     config_fields,
     make_policy,
 )
-from bandits.slots import Slate, select_slots, top_k
+from bandits.slots import Slate, reserve_slots, select_slots, top_k
 
 __all__ = [
     "DIAG_FAMILY",
@@ -57,6 +57,7 @@ __all__ = [
     "config_fields",
     "diag_scores",
     "make_policy",
+    "reserve_slots",
     "select_slots",
     "top_k",
 ]

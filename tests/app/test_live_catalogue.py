@@ -252,3 +252,18 @@ def test_the_follower_landing_first_is_not_a_conflict(editable: TestClient) -> N
     r = editable.put(f"/v1/items/{item}", json={"features": {"topic": "2"}}, headers=editor())
     assert r.status_code == 200 and r.json()["state"] == "live", r.text
     assert editable.delete(f"/v1/items/{item}", headers=editor()).json()["state"] == "deleted"
+
+
+def test_new_items_are_explored_on_purpose_in_a_reserved_slot(editable: TestClient) -> None:
+    # A featureless item: its content prior alone would rarely put it in a slate of 5.
+    items = [new_id() for _ in range(3)]
+    for item in items:
+        assert editable.put(f"/v1/items/{item}", json={}, headers=editor()).status_code == 200
+    for _ in range(10):
+        data = editable.post("/v1/recommend", json={"user_id": "user-4", "k": 5}).json()
+        last = data["items"][-1]
+        assert sum(i["item_id"] in items for i in data["items"]) >= 1
+        assert any(i["item_id"] in items and i["explored"] for i in data["items"]), last
+    editable.put("/v1/admin/surfaces/default", json={"fresh_slots": 0}, headers=auth())
+    shown = served(editable, {"user_id": "user-4", "k": 5}, n=10)
+    assert sum(i in items for i in shown) < 10  # no longer one in every slate
