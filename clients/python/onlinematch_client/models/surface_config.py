@@ -23,6 +23,7 @@ class SurfaceConfig:
         explore_slots (int | Unset):  Default: 2.
         explore_traffic (float | Unset):  Default: 0.05.
         fresh_per_request (int | Unset):  Default: 20.
+        fresh_slots (int | Unset):  Default: 1.
         lam_pool (float | Unset):  Default: 4.0.
         policy (SurfaceConfigPolicy | Unset):  Default: SurfaceConfigPolicy.DIAG_LINUCB.
         pooled (bool | Unset):  Default: True.
@@ -42,6 +43,7 @@ class SurfaceConfig:
     explore_slots: int | Unset = 2
     explore_traffic: float | Unset = 0.05
     fresh_per_request: int | Unset = 20
+    fresh_slots: int | Unset = 1
     lam_pool: float | Unset = 4.0
     policy: SurfaceConfigPolicy | Unset = SurfaceConfigPolicy.DIAG_LINUCB
     pooled: bool | Unset = True
@@ -67,6 +69,8 @@ class SurfaceConfig:
         explore_traffic = self.explore_traffic
 
         fresh_per_request = self.fresh_per_request
+
+        fresh_slots = self.fresh_slots
 
         lam_pool = self.lam_pool
 
@@ -107,6 +111,8 @@ class SurfaceConfig:
             field_dict["explore_traffic"] = explore_traffic
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
+        if fresh_slots is not UNSET:
+            field_dict["fresh_slots"] = fresh_slots
         if lam_pool is not UNSET:
             field_dict["lam_pool"] = lam_pool
         if policy is not UNSET:
@@ -147,6 +153,8 @@ class SurfaceConfig:
 
         fresh_per_request = d.pop("fresh_per_request", UNSET)
 
+        fresh_slots = d.pop("fresh_slots", UNSET)
+
         lam_pool = d.pop("lam_pool", UNSET)
 
         _policy = d.pop("policy", UNSET)
@@ -180,6 +188,7 @@ class SurfaceConfig:
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
             fresh_per_request=fresh_per_request,
+            fresh_slots=fresh_slots,
             lam_pool=lam_pool,
             policy=policy,
             pooled=pooled,

@@ -23,6 +23,7 @@ class SurfaceUpdate:
         explore_slots (int | None | Unset):
         explore_traffic (float | None | Unset):
         fresh_per_request (int | None | Unset):
+        fresh_slots (int | None | Unset):
         lam_pool (float | None | Unset):
         policy (None | SurfaceUpdatePolicyType0 | Unset):
         pooled (bool | None | Unset):
@@ -42,6 +43,7 @@ class SurfaceUpdate:
     explore_slots: int | None | Unset = UNSET
     explore_traffic: float | None | Unset = UNSET
     fresh_per_request: int | None | Unset = UNSET
+    fresh_slots: int | None | Unset = UNSET
     lam_pool: float | None | Unset = UNSET
     policy: None | SurfaceUpdatePolicyType0 | Unset = UNSET
     pooled: bool | None | Unset = UNSET
@@ -95,6 +97,12 @@ class SurfaceUpdate:
             fresh_per_request = UNSET
         else:
             fresh_per_request = self.fresh_per_request
+
+        fresh_slots: int | None | Unset
+        if isinstance(self.fresh_slots, Unset):
+            fresh_slots = UNSET
+        else:
+            fresh_slots = self.fresh_slots
 
         lam_pool: float | None | Unset
         if isinstance(self.lam_pool, Unset):
@@ -175,6 +183,8 @@ class SurfaceUpdate:
             field_dict["explore_traffic"] = explore_traffic
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
+        if fresh_slots is not UNSET:
+            field_dict["fresh_slots"] = fresh_slots
         if lam_pool is not UNSET:
             field_dict["lam_pool"] = lam_pool
         if policy is not UNSET:
@@ -264,6 +274,15 @@ class SurfaceUpdate:
             return cast(int | None | Unset, data)
 
         fresh_per_request = _parse_fresh_per_request(d.pop("fresh_per_request", UNSET))
+
+        def _parse_fresh_slots(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        fresh_slots = _parse_fresh_slots(d.pop("fresh_slots", UNSET))
 
         def _parse_lam_pool(data: object) -> float | None | Unset:
             if data is None:
@@ -371,6 +390,7 @@ class SurfaceUpdate:
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
             fresh_per_request=fresh_per_request,
+            fresh_slots=fresh_slots,
             lam_pool=lam_pool,
             policy=policy,
             pooled=pooled,
