@@ -13,8 +13,8 @@ tower's content part on its features (``offline.bundle.item_from_features``), an
 student's on that embedding, calibrated like any other (popularity group "rest"). It joins the
 candidate graph where a bundle item with that embedding would (its similarity to a cluster's
 centroid reaches the lowest of that cluster's graph row), and the fresh pool, where new items
-gets half of each request's fresh draw (``candidates``). An item the bundle already has keeps its trained embedding: a
-change of its features reaches serving through the next offline run.
+get half of each request's fresh draw (``candidates``). An item the bundle already has keeps
+its trained embedding: a change of its features reaches serving through the next offline run.
 """
 
 from __future__ import annotations
@@ -159,9 +159,6 @@ class LiveCatalogue:
         if seq > self._seq:
             self.refresh()
 
-    def record(self, item_id: str) -> ItemRecord | None:
-        return self._records.get(item_id)
-
     def view(self, bundle: Bundle) -> LiveView:
         view = self._view
         if view is not None and view.version == bundle.version and view.seq == self._seq:
@@ -268,12 +265,16 @@ class CatalogueEditor:
         return self._write(ItemRecord(item_id, {}, created, True, self._ts(previous, now), by), bundle)
 
     def state(self, bundle: Bundle, item_id: str) -> ItemState:
-        record = self._previous(item_id)
+        return self._state_of(bundle, item_id, self._previous(item_id))
+
+    def _state_of(self, bundle: Bundle, item_id: str, record: ItemRecord | None) -> ItemState:
         if record is not None and record.deleted:
-            return ItemState(item_id, "deleted", self._catalogue.seq, record)
-        if item_id in bundle.item_index:
-            return ItemState(item_id, "bundle", self._catalogue.seq, record)
-        return ItemState(item_id, "live" if record is not None else "unknown", self._catalogue.seq, record)
+            state = "deleted"
+        elif item_id in bundle.item_index:
+            state = "bundle"
+        else:
+            state = "live" if record is not None else "unknown"
+        return ItemState(item_id, state, self._catalogue.seq, record)
 
     def _previous(self, item_id: str) -> ItemRecord | None:
         raw = self._store.get_item(item_id)  # StoreUnavailable: nothing written yet
@@ -300,4 +301,4 @@ class CatalogueEditor:
                 self._producer.send_and_wait([Message(self._topic, record.item_id.encode(), winner)], self._timeout_s)
             raise ChangeConflict(record.item_id)
         self._catalogue.refresh()
-        return self.state(bundle, record.item_id)
+        return self._state_of(bundle, record.item_id, record)  # what was just stored: no second read

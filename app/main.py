@@ -55,7 +55,7 @@ class Services:
     surfaces: Surfaces
     recommender: Recommender
     counters: Counters
-    catalogue: CatalogueEditor
+    editor: CatalogueEditor  # catalogue changes; the replica's view is recommender.catalogue
     operators: Operators
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)

@@ -269,9 +269,7 @@ def embedded_priors(bundle: Bundle, u: FloatArray, v: FloatArray, bias: FloatArr
     if bundle.manifest["prior"].get("kind") == "mlp":
         return mlp_prior(u, v, bundle.arrays)
     scale = float(bundle.manifest["prior"].get("scale", 1.0))
-    if bias is None:
-        bias = np.full(len(v), float(np.mean(bundle.arrays["item_bias"])) if len(bundle.arrays["item_bias"]) else 0.0)
-    logit = scale * (v @ u) + bias
+    logit = scale * (v @ u) + (bundle.mean_item_bias if bias is None else bias)
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
@@ -319,8 +317,7 @@ class Recommender:
     ) -> list[str]:
         """Retrieval mode's candidate ids: the bundle's (``candidate_rows``) and the live items
         that the request's clusters take or the fresh draw picks (``app/catalogue.py``)."""
-        trending = self._trending.ids(bundle.version, config.trending_per_request)
-        trending_rows = np.array([r for r in (bundle.item_index.get(i, -1) for i in trending) if r >= 0], np.int64)
+        trending_rows = self._trending.rows(bundle, config.trending_per_request)
         # Half the fresh budget goes to items published since the bundle, when there are any:
         # they are the freshest of all, and the bundle's pool is mostly old items with few
         # impressions that would otherwise crowd them out.
@@ -336,7 +333,7 @@ class Recommender:
         ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
         if len(view.ids):
             ids += [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]
-            ids += [i for i in trending if i in view.index]
+            ids += [i for i in self._trending.ids(bundle.version, config.trending_per_request) if i in view.index]
         return list(dict.fromkeys(ids))
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:

@@ -295,7 +295,7 @@ async def _change(svc: Services, fn: Any, *args: Any) -> ItemStateOut | JSONResp
 async def put_item(
     item_id: Annotated[Id, Path()], body: ItemPut, svc: ServicesDep, who: EditorDep
 ) -> ItemStateOut | JSONResponse:
-    return await _change(svc, svc.catalogue.publish, item_id, body.features, body.created_at, who.name)
+    return await _change(svc, svc.editor.publish, item_id, body.features, body.created_at, who.name)
 
 
 @router.delete(
@@ -307,7 +307,7 @@ async def put_item(
     responses={401: UNAUTHORIZED, 403: FORBIDDEN, 409: ITEM_CONFLICT, 422: INVALID, 503: ITEM_NOT_APPLIED},
 )
 async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: EditorDep) -> ItemStateOut | JSONResponse:
-    return await _change(svc, svc.catalogue.take_down, item_id, who.name)
+    return await _change(svc, svc.editor.take_down, item_id, who.name)
 
 
 @router.get(
@@ -320,7 +320,7 @@ async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: Edi
 )
 async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: ViewerDep) -> ItemStateOut | JSONResponse:
     try:
-        state = await run_in_threadpool(svc.catalogue.state, svc.bundles.current, item_id)
+        state = await run_in_threadpool(svc.editor.state, svc.bundles.current, item_id)
     except StoreUnavailable:
         return problem(
             503, "Store unavailable", "the statistics store did not answer", retry_after=svc.settings.retry_after_s

@@ -179,6 +179,12 @@ class Bundle:
         return {str(item): i for i, item in enumerate(self.arrays["item_ids"].tolist())}
 
     @cached_property
+    def mean_item_bias(self) -> float:
+        """The prior logit offset of an item the bundle does not have (the two-tower prior)."""
+        bias = self.arrays["item_bias"]
+        return float(np.mean(bias)) if len(bias) else 0.0
+
+    @cached_property
     def user_index(self) -> dict[str, int]:
         return {str(user): i for i, user in enumerate(self.arrays["user_ids"].tolist())}
 
