@@ -233,6 +233,83 @@ def _sum_rows(
     }
 
 
+def apply_partition(
+    store: Store,
+    partition: int,
+    events: list[tuple[int, FeedbackEvent]],
+    contexts: dict[str, RequestContext],
+    credit_ttl_s: float,
+    touched: dict[tuple[str, int], set[str]],
+) -> tuple[PartitionWork, int]:
+    """Apply one partition's events (ascending offsets) to the store, exactly once by watermark.
+
+    Returns the work of the first pass (its dead letters and counts) and how many items
+    conflicted (another member applied part of their range) and were recomputed from fresh state.
+    Adds to ``touched`` the items applied per (version, pool), for trending. Shared by the
+    consumer and ``streaming.rebuild``, so a replay applies by exactly the same rules.
+    """
+    first: PartitionWork | None = None
+    conflicts = 0
+    todo = events
+    for _attempt in range(5):
+        work = _work_for(store, partition, todo, contexts)
+        if first is None:
+            first = work  # counted from the first pass only: a retry adds no events
+        conflicted: set[str] = set()
+        for version, deltas in work.deltas.items():
+            results = store.apply(version, partition, deltas, credit_ttl_s)
+            for d, r in zip(deltas, results, strict=True):
+                pool = work.pools.get((version, d.item))
+                if r == Applied.CONFLICT:
+                    conflicted.add(d.item)
+                elif r == Applied.APPLIED and pool is not None:
+                    touched[(version, pool)].add(d.item)
+        if not conflicted:
+            return first, conflicts
+        conflicts += len(conflicted)
+        todo = [(o, ev) for o, ev in events if ev.item_id in conflicted]
+    raise RuntimeError(f"partition {partition}: items kept conflicting; will retry the batch")
+
+
+def update_trending(store: Store, touched: dict[tuple[str, int], set[str]]) -> None:
+    """Re-score the items a batch changed (``bandits.pooled.trending_scores``), read back from
+    the store so the score is the item's whole history, whichever consumer applied it. A
+    derived value: if this write is lost, the item's next update repairs it."""
+    try:
+        for (version, pool), items in touched.items():
+            ordered = sorted(items)
+            n0, b0 = store.gather(version, ordered, np.array([pool], dtype=np.int64))
+            scores = trending_scores(n0[:, 0], b0[:, 0])
+            store.put_trending(version, dict(zip(ordered, scores.tolist(), strict=True)), TRENDING_KEEP)
+    except StoreUnavailable:
+        log.warning("trending_not_updated")
+
+
+def _work_for(
+    store: Store, partition: int, events: list[tuple[int, FeedbackEvent]], contexts: dict[str, RequestContext]
+) -> PartitionWork:
+    """``build_deltas`` on the watermarks and credits the store holds for these events."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    pairs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for _, ev in events:
+        ctx = contexts.get(ev.request_id)
+        if ctx is not None:
+            keys[ctx.version].add(ev.item_id)
+            pairs[ctx.version].add((ev.item_id, ev.request_id))
+            if ctx.raw:
+                keys[ctx.version].add(calibration_item(ctx.surface))
+            if ctx.randomized:
+                keys[ctx.version].add(examination_item(ctx.surface))
+    marks: dict[tuple[str, str], int] = {}
+    credited: dict[tuple[str, str, str], str] = {}
+    for version, items in keys.items():
+        for item, mark in store.watermarks(version, partition, sorted(items)).items():
+            marks[(version, item)] = mark
+        for (item, rid), flags in store.credits(version, sorted(pairs[version])).items():
+            credited[(version, item, rid)] = flags
+    return build_deltas(events, contexts, marks, credited)
+
+
 @dataclass
 class ConsumerStats:
     batches: int = 0
@@ -347,34 +424,14 @@ class FeedbackConsumer:
         contexts = self._store.get_contexts(request_ids)
         for partition, events in parsed.items():
             events.sort(key=lambda pair: pair[0])
-            todo = events
-            for _attempt in range(5):
-                work = self._work_for(partition, todo, contexts)
-                conflicted: set[str] = set()
-                for version, deltas in work.deltas.items():
-                    results = self._store.apply(version, partition, deltas, self._window)
-                    for d, r in zip(deltas, results, strict=True):
-                        pool = work.pools.get((version, d.item))
-                        if r == Applied.CONFLICT:
-                            conflicted.add(d.item)
-                        elif r == Applied.APPLIED and pool is not None:
-                            touched[(version, pool)].add(d.item)
-                if todo is events:
-                    # Counted from the first pass only: a retry recomputes conflicted items, it
-                    # does not add events.
-                    dead.extend(work.dead)
-                    batch_counts.update(work.counts)
-                    ops.append(work)
-                if not conflicted:
-                    break
-                # Another member applied part of these items' range: recompute them from fresh state.
-                self.stats.conflicts += len(conflicted)
-                todo = [(o, ev) for o, ev in events if ev.item_id in conflicted]
-            else:
-                raise RuntimeError(f"partition {partition}: items kept conflicting; will retry the batch")
+            work, conflicts = apply_partition(self._store, partition, events, contexts, self._window, touched)
+            self.stats.conflicts += conflicts
+            dead.extend(work.dead)
+            batch_counts.update(work.counts)
+            ops.append(work)
         if dead:
             self._producer.send_and_wait([Message(self._dlq_topic, d.key, _dead_value(d)) for d in dead], 5.0)
-        self._update_trending(touched)
+        update_trending(self._store, touched)
         self.stats.last_apply_s = time.perf_counter() - start
         self.stats.counts.update(batch_counts)
         self._batch_counts = batch_counts
@@ -382,19 +439,6 @@ class FeedbackConsumer:
         applied_ts = [ts for work in ops for _, ts in work.surface_ts]
         if self._on_applied is not None and applied_ts:
             self._on_applied(applied_ts)
-
-    def _update_trending(self, touched: dict[tuple[str, int], set[str]]) -> None:
-        """Re-score the items this batch changed (``bandits.pooled.trending_scores``), read back
-        from the store so the score is the item's whole history, whichever consumer applied it.
-        A derived value: if this write is lost, the item's next update repairs it."""
-        try:
-            for (version, pool), items in touched.items():
-                ordered = sorted(items)
-                n0, b0 = self._store.gather(version, ordered, np.array([pool], dtype=np.int64))
-                scores = trending_scores(n0[:, 0], b0[:, 0])
-                self._store.put_trending(version, dict(zip(ordered, scores.tolist(), strict=True)), TRENDING_KEEP)
-        except StoreUnavailable:
-            log.warning("trending_not_updated")
 
     def _count(self, works: list[PartitionWork]) -> None:
         """Operator counters for what this batch newly credited (after the statistics: at most once)."""
@@ -422,29 +466,6 @@ class FeedbackConsumer:
         except StoreUnavailable:
             log.warning("fresh_impressions_not_counted")
         counters.flush(self._store)
-
-    def _work_for(
-        self, partition: int, events: list[tuple[int, FeedbackEvent]], contexts: dict[str, RequestContext]
-    ) -> PartitionWork:
-        keys: dict[str, set[str]] = defaultdict(set)
-        pairs: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for _, ev in events:
-            ctx = contexts.get(ev.request_id)
-            if ctx is not None:
-                keys[ctx.version].add(ev.item_id)
-                pairs[ctx.version].add((ev.item_id, ev.request_id))
-                if ctx.raw:
-                    keys[ctx.version].add(calibration_item(ctx.surface))
-                if ctx.randomized:
-                    keys[ctx.version].add(examination_item(ctx.surface))
-        marks: dict[tuple[str, str], int] = {}
-        credited: dict[tuple[str, str, str], str] = {}
-        for version, items in keys.items():
-            for item, mark in self._store.watermarks(version, partition, sorted(items)).items():
-                marks[(version, item)] = mark
-            for (item, rid), flags in self._store.credits(version, sorted(pairs[version])).items():
-                credited[(version, item, rid)] = flags
-        return build_deltas(events, contexts, marks, credited)
 
     def assignment(self) -> set[tuple[str, int]]:
         return self._consumer.assignment()
