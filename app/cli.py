@@ -1,5 +1,5 @@
 """The ``onlinematch`` command line: ``demo``, ``serve``, ``consume``, ``train``, ``export-logs``,
-``simulate``.
+``rebuild``, ``simulate``.
 
 Settings come from the environment (``app/settings.py``); flags override a few for convenience.
 """
@@ -44,18 +44,11 @@ def serve(settings: Settings) -> int:
 def consume(settings: Settings) -> int:
     if not (settings.redis_url and settings.kafka_bootstrap_servers):
         raise SystemExit("onlinematch consume: REDIS_URL and KAFKA_BOOTSTRAP_SERVERS must both be set")
-    from app.main import Services, consumer_for
+    from app.main import Services, consumer_for, ensure_topics
     from streaming.catalogue import follow_items
 
     services = Services.build(settings)
-    services.bus.ensure_topics(
-        {
-            settings.feedback_topic: settings.feedback_partitions,
-            settings.dead_letter_topic: 1,
-            settings.items_topic: settings.feedback_partitions,
-        },
-        compacted=[settings.items_topic],
-    )
+    ensure_topics(services.bus, settings)
     consumer = consumer_for(services)
     stop = threading.Event()
     # The live catalogue: the items topic replayed into the store, then followed.
@@ -155,6 +148,75 @@ def export_logs(settings: Settings, out: Path) -> int:
         return 2
     print(json.dumps({"out": str(out), **joined.summary()}), flush=True)
     return 0
+
+
+def rebuild(
+    settings: Settings, into: str | None, suffix: str, versions: Sequence[str], resume: bool, check: bool
+) -> int:
+    """Replay the decisions + feedback topics into an empty namespace or an empty Redis
+    (``streaming/rebuild.py``); with ``check``, compare the result with the live namespaces."""
+    from streaming.bus import BusUnavailable
+    from streaming.events import EventError, check_key_part
+    from streaming.rebuild import VERIFY_TOLERANCE, RebuildRefused, verify
+    from streaming.rebuild import rebuild as replay
+    from streaming.redis_store import RedisStore
+    from streaming.stores import StoreUnavailable
+
+    def fail(message: str) -> int:
+        print(f"onlinematch rebuild: {message}", file=sys.stderr)
+        return 2
+
+    if not into and not suffix:
+        return fail("give --suffix S (a copy beside the live namespaces) or --into REDIS_URL (an empty Redis)")
+    if suffix:
+        try:
+            check_key_part("--suffix", f"v{suffix}")
+        except EventError as exc:
+            return fail(str(exc))
+    target_url = into or settings.redis_url
+    if not target_url:
+        return fail("--suffix writes beside the live namespaces: REDIS_URL must be set (or give --into)")
+    if check and (not settings.redis_url or (target_url == settings.redis_url and not suffix)):
+        return fail("--verify compares with the live namespaces: it needs REDIS_URL and a target other than them")
+    bus = _log_bus("rebuild", settings)
+    # A longer timeout than serving's: a rebuild applies large batches and nobody waits on it.
+    target = RedisStore.from_url(target_url, timeout_s=10.0)
+    live = RedisStore.from_url(settings.redis_url, timeout_s=10.0) if settings.redis_url else None
+    births = None
+    if live is not None:
+        try:
+            births = live.stats_versions()
+        except StoreUnavailable:
+            log.warning("rebuild_live_store_unavailable", note="versions' births unknown: partial rebuilds not told")
+    try:
+        report = replay(
+            bus,
+            target,
+            decisions_topic=settings.decisions_topic,
+            feedback_topic=settings.feedback_topic,
+            dead_letter_topic=settings.dead_letter_topic,
+            window_s=settings.attribution_window_s,
+            versions=versions,
+            suffix=suffix,
+            resume=resume,
+            restore_contexts=not suffix,
+            births=births,
+        )
+    except (RebuildRefused, BusUnavailable, StoreUnavailable) as exc:
+        return fail(str(exc))
+    out: dict[str, object] = {"into": target_url if into else "live", **report.summary()}
+    code = 0
+    if check and live is not None:
+        try:
+            worst, bad = verify(live, target, report)
+        except StoreUnavailable as exc:
+            return fail(f"--verify: {exc}")
+        out["max_relative_difference"] = worst
+        out["verified"] = worst <= VERIFY_TOLERANCE
+        out["differing_items"] = [{"version": v, "item": i, "difference": d} for v, i, d in bad]
+        code = 0 if worst <= VERIFY_TOLERANCE else 1
+    print(json.dumps(out), flush=True)
+    return code
 
 
 def train(
@@ -263,6 +325,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export-logs", help="join the decisions + feedback topics into an interactions file for `train`"
     )
     p_export.add_argument("--out", required=True, type=Path, help="CSV to write (user_id,item_id,timestamp,reward)")
+    p_rebuild = sub.add_parser(
+        "rebuild", help="replay the decisions + feedback topics into an empty namespace (--suffix) or Redis (--into)"
+    )
+    p_rebuild.add_argument("--into", metavar="REDIS_URL", help="an empty Redis to rebuild into, same version names")
+    p_rebuild.add_argument("--suffix", default="", help="rebuild each version V as V+SUFFIX beside the live ones")
+    p_rebuild.add_argument(
+        "--version",
+        action="append",
+        default=[],
+        dest="versions",
+        help="a bundle version to rebuild (repeatable; default: every version still within retirement's horizon)",
+    )
+    p_rebuild.add_argument("--resume", action="store_true", help="continue an interrupted rebuild into the same target")
+    p_rebuild.add_argument(
+        "--verify", action="store_true", help="compare each rebuilt item with the live namespace; exit 1 if any differs"
+    )
     p_sim = sub.add_parser("simulate", help="policies side by side on the synthetic world, offline")
     p_sim.add_argument("--rounds", type=int, default=5000)
     p_sim.add_argument("--seed", type=int, default=0)
@@ -288,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train(args.interactions, args.items, args.out, args.every, settings, users=args.users)
     if args.command == "export-logs":
         return export_logs(_settings(), args.out)
+    if args.command == "rebuild":
+        return rebuild(_settings(), args.into, args.suffix, args.versions, args.resume, args.verify)
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
     if args.command == "serve":
         return serve(settings)

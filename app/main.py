@@ -108,15 +108,7 @@ class Services:
 
     def _ensure_topics(self) -> None:
         try:
-            self.bus.ensure_topics(
-                {
-                    self.settings.feedback_topic: self.settings.feedback_partitions,
-                    self.settings.decisions_topic: self.settings.feedback_partitions,
-                    self.settings.dead_letter_topic: 1,
-                    self.settings.items_topic: self.settings.feedback_partitions,
-                },
-                compacted=[self.settings.items_topic],
-            )
+            ensure_topics(self.bus, self.settings)
         except Exception as exc:  # any client error: serve anyway; feedback answers 503 until the broker is back
             self.metrics.bus_errors.labels("ensure_topics").inc()
             log.warning("topics_not_ensured", error=type(exc).__name__)
@@ -150,6 +142,21 @@ class Services:
         for thread in self.threads:
             thread.join(timeout=5)
         self.producer.close()
+
+
+def ensure_topics(bus: Bus, s: Settings) -> None:
+    """The service's topics (``streaming/events.py``): the items topic compacted, the others
+    kept for ``log_retention_s``, which ``onlinematch rebuild`` depends on."""
+    bus.ensure_topics(
+        {
+            s.feedback_topic: s.feedback_partitions,
+            s.decisions_topic: s.feedback_partitions,
+            s.dead_letter_topic: 1,
+            s.items_topic: s.feedback_partitions,
+        },
+        compacted=[s.items_topic],
+        retention_s=s.log_retention_s,
+    )
 
 
 def consumer_for(services: Services) -> FeedbackConsumer:

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     bundle_dir: Path = Path("var/bundles")
 
     attribution_window_s: float = Field(3600.0, gt=0)
+    # retention.ms of the decisions, feedback and dead-letter topics when this service creates
+    # them: `onlinematch rebuild` needs the oldest served version's age plus the window
+    # (streaming/rebuild.py). Topics that exist already keep their own setting.
+    log_retention_s: float = Field(7 * 86400.0, gt=0)
     # How often a consumer deletes statistics of bundle versions no replica serves any more.
     retire_every_s: float = Field(300.0, gt=0)
     feedback_topic: str = "feedback"
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
         if self.environment != "development" and self.operator_token.get_secret_value() == PLACEHOLDER_TOKEN:
             raise ValueError(
                 "OPERATOR_TOKEN: set a real operator token outside development (the placeholder is refused)"
+            )
+        if self.log_retention_s < self.attribution_window_s:
+            raise ValueError(
+                "LOG_RETENTION_S: must be at least ATTRIBUTION_WINDOW_S, or feedback outlives its decision"
             )
         if self.editor_token is not None and self.editor_token.get_secret_value() == PLACEHOLDER_TOKEN:
             raise ValueError("EDITOR_TOKEN: set a real token or leave it unset (the placeholder is refused)")

@@ -71,8 +71,11 @@ class Consumer(Protocol):
 
 
 class Bus(Protocol):
-    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
-        """Create the topics that do not exist; those in ``compacted`` with ``cleanup.policy=compact``."""
+    def ensure_topics(
+        self, partitions: Mapping[str, int], compacted: Collection[str] = (), retention_s: float | None = None
+    ) -> None:
+        """Create the topics that do not exist; those in ``compacted`` with ``cleanup.policy=compact``,
+        the others with ``retention.ms`` from ``retention_s`` when given (the broker's default if not)."""
         ...
 
     def producer(self) -> Producer: ...
@@ -82,15 +85,19 @@ class Bus(Protocol):
     def ping(self) -> bool: ...
 
 
-def read_to_end(bus: Bus, topic: str, *, batch: int = 5000, join_timeout_s: float = 30.0) -> Iterator[Record]:
-    """Every record of ``topic``, from the beginning to its end as the read started.
+def read_to_end(
+    bus: Bus, topic: str, *, batch: int = 5000, join_timeout_s: float = 30.0, until_ms: float | None = None
+) -> Iterator[Record]:
+    """Every record of ``topic``, from the beginning to its end as the read started (or to
+    ``until_ms``, epoch milliseconds, if given: the same cut across several topics), in offset
+    order within each partition.
 
     Reads with a fresh consumer group that commits nothing, so it neither disturbs the feedback
     consumers nor depends on them. Records appended after the start are not returned, so a
     live topic cannot keep the read going forever. Raises ``BusUnavailable`` if no partition is
     assigned within ``join_timeout_s``.
     """
-    started_ms = time.time() * 1000
+    started_ms = time.time() * 1000 if until_ms is None else until_ms
     consumer = bus.consumer(f"onlinematch-read-{uuid.uuid4().hex}", [topic])
     try:
         deadline = time.monotonic() + join_timeout_s
@@ -128,7 +135,9 @@ class MemoryBus:
         self._generation: dict[str, int] = {}
         self._cond = threading.Condition()
 
-    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
+    def ensure_topics(
+        self, partitions: Mapping[str, int], compacted: Collection[str] = (), retention_s: float | None = None
+    ) -> None:
         # Nothing is ever compacted in process: every record stays, the latest per key wins.
         with self._cond:
             for topic, n in partitions.items():

@@ -45,7 +45,9 @@ class KafkaBus:
                 continue
         return False
 
-    def ensure_topics(self, partitions: Mapping[str, int], compacted: Collection[str] = ()) -> None:
+    def ensure_topics(
+        self, partitions: Mapping[str, int], compacted: Collection[str] = (), retention_s: float | None = None
+    ) -> None:
         if not self._reachable():
             raise BusUnavailable(f"kafka: no bootstrap server reachable in {self.bootstrap_servers}")
         admin = KafkaAdminClient(
@@ -58,7 +60,9 @@ class KafkaBus:
                     t,
                     num_partitions=n,
                     replication_factor=1,
-                    topic_configs={"cleanup.policy": "compact"} if t in compacted else {},
+                    topic_configs={"cleanup.policy": "compact"}
+                    if t in compacted
+                    else ({"retention.ms": str(int(retention_s * 1000))} if retention_s is not None else {}),
                 )
                 for t, n in partitions.items()
                 if t not in existing
