@@ -10,6 +10,7 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from offline.bundle import (
 from streaming.bus import BusUnavailable, Message, Producer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.opstats import LATENCY_MS, Counters, bucket
-from streaming.stores import Store, StoreUnavailable
+from streaming.stores import Charge, Store, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +145,16 @@ class InvalidFeedback(ValueError):
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
         self.errors = errors
+
+
+class RateLimited(RuntimeError):
+    """Feedback over a rate limit (``Settings.feedback_user_rate`` / ``feedback_client_rate``):
+    nothing of the batch was taken. ``field`` names what was limited, as in the body."""
+
+    def __init__(self, message: str, field: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.field = field
+        self.retry_after_s = retry_after_s
 
 
 # How far an event's time may lie after now (client clocks run ahead), and before its request.
@@ -525,6 +536,48 @@ class Recommender:
             "trending": trending,
         }
 
+    def _limit(self, events: Sequence[FeedbackEvent], known: dict[str, RequestContext] | None, client: str) -> None:
+        """Charge the batch to its client and to each user it reports on (users from the stored
+        contexts: events do not carry one, and a caller could not be trusted to say). Without
+        the store the limits cannot be shared, so they are not applied: the per-item rule of one
+        outcome per served item still bounds what any feedback can teach."""
+        s = self._s
+        charges: list[tuple[str, Charge]] = []
+        if s.feedback_client_rate > 0 and client:
+            charges.append(
+                ("events", Charge(f"client:{client}", len(events), s.feedback_client_rate, s.feedback_client_burst))
+            )
+        if s.feedback_user_rate > 0 and known:
+            per_user: Counter[str] = Counter()
+            first: dict[str, int] = {}
+            for n, ev in enumerate(events):
+                ctx = known.get(ev.request_id)
+                if ctx is not None and ctx.user_id:
+                    per_user[ctx.user_id] += 1
+                    first.setdefault(ctx.user_id, n)
+            charges += [
+                (f"events.{first[u]}.request_id", Charge(f"user:{u}", n, s.feedback_user_rate, s.feedback_user_burst))
+                for u, n in sorted(per_user.items())
+            ]
+        if not charges:
+            return
+        try:
+            waits = self._store.take([c for _, c in charges])
+        except StoreUnavailable:
+            self._metrics.store_errors.labels("rate_limit").inc()
+            return
+        refused = [(wait, f, c) for wait, (f, c) in zip(waits, charges, strict=True) if wait > 0]
+        if refused:
+            wait, field_name, charge = max(refused, key=lambda r: r[0])
+            kind, _, who = charge.subject.partition(":")
+            self._metrics.feedback.labels("any", f"rate_limited_{kind}").inc(len(events))
+            raise RateLimited(
+                f"{kind} {who!r}: more than {charge.rate:g} feedback events per second (burst {charge.burst:g}); "
+                f"nothing of this batch was taken, retry after {int(np.ceil(wait))} s",
+                field_name,
+                max(1, int(np.ceil(wait))),
+            )
+
     def _log_decision(self, ctx: RequestContext, served_as_impressions: bool) -> None:
         self._producer.send_nowait(Message(self._s.decisions_topic, ctx.request_id.encode(), ctx.encode()))
         if served_as_impressions:
@@ -534,8 +587,9 @@ class Recommender:
                 )
                 self._producer.send_nowait(Message(self._s.feedback_topic, item.encode(), event.encode()))
 
-    def feedback(self, events: Sequence[FeedbackEvent]) -> FeedbackResult:
-        """Send the events to the feedback topic; ``InvalidFeedback`` when any is out of bounds."""
+    def feedback(self, events: Sequence[FeedbackEvent], client: str = "") -> FeedbackResult:
+        """Send the events to the feedback topic; ``InvalidFeedback`` when any is out of bounds,
+        ``RateLimited`` when the batch would take ``client`` or a served user past a limit."""
         rejected: list[dict[str, str | int]] = []
         try:
             known = self._store.get_contexts(sorted({e.request_id for e in events}))
@@ -543,6 +597,7 @@ class Recommender:
             # Cannot check now; the consumer dead-letters what does not join, nothing is lost.
             self._metrics.store_errors.labels("get_contexts").inc()
             known = None
+        self._limit(events, known, client)
         if known is not None:
             # Without the contexts (store down) the consumer still clips rewards to the bounds
             # the context recorded; what it cannot check here it cannot be fooled by there.

@@ -35,7 +35,8 @@ from app.models import (
     SurfaceName,
     SurfaceUpdate,
 )
-from app.recommender import InvalidFeedback
+from app.recommender import InvalidFeedback, RateLimited
+from app.settings import Settings
 from app.surfaces import SurfaceConfig
 from streaming.events import EventError, FeedbackEvent
 from streaming.stores import StoreUnavailable
@@ -125,11 +126,31 @@ NO_BUNDLE = problem_response("No model bundle is loaded yet; retry after `Retry-
 BROKER_DOWN = problem_response(
     "The event broker did not acknowledge; nothing was accepted, retry after `Retry-After` seconds.", retry_after=True
 )
+RATE_LIMITED = problem_response(
+    "Over the feedback rate limit of this client or of a user it reports on; nothing was accepted, "
+    "retry after `Retry-After` seconds.",
+    retry_after=True,
+)
 STORE_DOWN = problem_response("The statistics store did not take the change; nothing changed.")
 ITEM_CONFLICT = problem_response("Another change of the same item landed first; read it and retry.")
 ITEM_NOT_APPLIED = problem_response(
     "The broker or the statistics store did not take the change; retry after `Retry-After` seconds.", retry_after=True
 )
+
+
+_ADDRESS = re.compile(r"[0-9A-Fa-f.:]{1,45}")
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """Who sends this request, for the per-client feedback limit: the last address of
+    ``client_address_header`` (what the trusted proxy appended; earlier ones are the caller's
+    claim), else the connection's peer. Anything that is not an IP address is not used."""
+    if settings.client_address_header:
+        claimed = request.headers.get(settings.client_address_header, "").split(",")[-1].strip()
+        if _ADDRESS.fullmatch(claimed):
+            return claimed
+    peer = request.client.host if request.client is not None else ""
+    return peer if _ADDRESS.fullmatch(peer) else "unknown"
 
 
 @router.post(
@@ -169,9 +190,9 @@ async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendRespon
     operation_id="send_feedback",
     tags=["recommendations"],
     summary="Report impressions, clicks and rewards (idempotent by event_id)",
-    responses={400: BAD_BODY, 422: INVALID, 503: BROKER_DOWN},
+    responses={400: BAD_BODY, 422: INVALID, 429: RATE_LIMITED, 503: BROKER_DOWN},
 )
-async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse | JSONResponse:
+async def feedback(request: Request, body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse | JSONResponse:
     events = [
         FeedbackEvent(
             e.event_id,
@@ -185,10 +206,13 @@ async def feedback(body: FeedbackRequest, svc: ServicesDep) -> FeedbackResponse 
         for e in body.events
     ]
     try:
-        result = await run_in_threadpool(svc.recommender.feedback, events)
+        result = await run_in_threadpool(svc.recommender.feedback, events, client_address(request, svc.settings))
     except InvalidFeedback as exc:
         errors = [{"field": f, "message": m} for f, m in exc.errors]
         return problem(422, "Invalid request", str(exc), errors=errors)
+    except RateLimited as exc:
+        errors = [{"field": exc.field, "message": str(exc)}]
+        return problem(429, "Too many requests", str(exc), retry_after=exc.retry_after_s, errors=errors)
     return FeedbackResponse(
         accepted=result.accepted,
         duplicates=result.duplicates,

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.25, gt=0)
     kafka_timeout_s: float = Field(2.0, gt=0)
     retry_after_s: int = Field(5, ge=1)
+    # Feedback rate limits (events per second and burst), shared by every replica through the
+    # store (``streaming.stores.gcra``); a rate of 0 turns one off. Generous: a user's clients
+    # report impressions of every slot, and one client may be a whole backend.
+    feedback_user_rate: float = Field(50.0, ge=0)
+    feedback_user_burst: float = Field(1000.0, gt=0)
+    feedback_client_rate: float = Field(20000.0, ge=0)
+    feedback_client_burst: float = Field(100000.0, gt=0)
+    # Behind a proxy: the header whose last address is the client's (``X-Forwarded-For``). Unset,
+    # the client is the connection's peer address.
+    client_address_header: str | None = None
     surface_cache_s: float = Field(1.0, ge=0)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -34,6 +34,11 @@ key                                                type    value                
 ``om:{items}:changes``                             ZSET    item → sequence number of its latest  none
                                                            change
 ``om:{items}:seq``                                 STRING  the catalogue's sequence number       none
+``om:rl:{<subject>}``                              STRING  a rate limit's theoretical arrival    its debt
+                                                           time, epoch µs on Redis's clock
+                                                           (``streaming.stores.gcra``);
+                                                           ``<subject>`` is ``user:<user_id>``
+                                                           or ``client:<address>``
 ``om:{fleet}:versions``                            HASH    version → when its namespace was      none
                                                            first written (epoch s)
 ``om:{fleet}:serving``                             HASH    version → latest report (epoch s) of  none
@@ -79,7 +84,15 @@ import redis
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import EventError, RequestContext, check_key_part
-from streaming.stores import STATS_TTL_S, SURFACE_LOG_LENGTH, Applied, Increment, ItemDelta, StoreUnavailable
+from streaming.stores import (
+    STATS_TTL_S,
+    SURFACE_LOG_LENGTH,
+    Applied,
+    Charge,
+    Increment,
+    ItemDelta,
+    StoreUnavailable,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -241,12 +254,31 @@ for i = 1, #changed, 2 do
 end
 return out
 """
+# streaming.stores.gcra on the server's clock (replicas' clocks differ), one subject per call so
+# that each is single-slot in a cluster. Returns the wait in microseconds (0: taken).
+# KEYS = the subject's key; ARGV = cost, rate per second, burst.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1e6 + tonumber(t[2])
+local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + math.min(cost, burst) / rate * 1e6
+local wait = new - now - burst / rate * 1e6
+if wait > 0 then return math.ceil(wait) end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return 0
+"""
 SURFACES_KEY = "om:surfaces"
 SURFACE_CHANGES_KEY = "om:surface-changes"
 
 
 def trending_key(version: str) -> str:
     return f"om:v:{check_key_part('version', version)}:trending"
+
+
+def rate_key(subject: str) -> str:
+    return f"om:rl:{{{subject}}}"
 
 
 def context_key(request_id: str) -> str:
@@ -269,6 +301,7 @@ class RedisStore:
         self._while_marked = client.register_script(_WHILE_MARKED)
         self._put_item = client.register_script(_PUT_ITEM)
         self._items_since = client.register_script(_ITEMS_SINCE)
+        self._take = client.register_script(_TAKE)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStore:
@@ -508,6 +541,15 @@ class RedisStore:
 
     def _unlink_marked(self, version: str, keys: list[bytes]) -> int:
         return int(self._while_marked(keys=[RETIRING_KEY, *keys], args=[version, "UNLINK", len(keys)]))
+
+    @_unavailable_on_redis_error
+    def take(self, charges: Sequence[Charge]) -> list[float]:
+        if not charges:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for c in charges:
+            self._take(keys=[rate_key(c.subject)], args=[c.cost, c.rate, c.burst], client=pipe)
+        return [int(w) / 1e6 for w in pipe.execute()]
 
     def ping(self) -> bool:
         try:

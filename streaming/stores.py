@@ -197,6 +197,15 @@ class Store(Protocol):
         nothing it writes can outlive the listing."""
         ...
 
+    def take(self, charges: Sequence[Charge]) -> list[float]:
+        """Charge each rate limit (``Charge``) by the generic cell rate algorithm: a limit of
+        ``rate`` per second with ``burst`` refuses a cost that would take its debt past
+        ``burst / rate`` seconds. Returns, per charge, 0 when it was taken, else the seconds
+        after which it would be. Each limit is checked and charged on its own (atomically per
+        limit, so several replicas share it): a refused limit is not charged, the others that
+        took the cost are (conservative). A cost above the burst is charged as the burst."""
+        ...
+
     def ping(self) -> bool: ...
 
 
@@ -281,6 +290,35 @@ def retire_versions(store: Store, now: float, grace_s: float, lease_s: float | N
     return {v: store.drop_version(v) for v in plan if store.begin_retire(v, now, grace_s, lease_s)}
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One rate limit's share of a request: ``subject`` (``user:<id>``, ``client:<address>``)
+    is charged ``cost`` units against ``rate`` per second with a ``burst``."""
+
+    subject: str
+    cost: float
+    rate: float
+    burst: float
+
+
+def gcra(tat: float, now: float, charge: Charge) -> tuple[float, float]:
+    """The generic cell rate algorithm for one charge: (new theoretical arrival time, wait).
+
+    ``tat`` is when the subject's debt is paid (``now`` or earlier: none). The cost is taken
+    (the first result is the new ``tat``) when ``wait`` is 0; otherwise nothing is, and
+    ``wait`` is the seconds after which it would be.
+
+    >>> gcra(0.0, 10.0, Charge("user:a", cost=5, rate=1.0, burst=10))
+    (15.0, 0.0)
+    >>> gcra(25.0, 10.0, Charge("user:a", cost=5, rate=1.0, burst=10))  # 15 s of debt: wait 10
+    (25.0, 10.0)
+    """
+    start = max(tat, now)
+    new = start + min(charge.cost, charge.burst) / charge.rate
+    wait = new - now - charge.burst / charge.rate
+    return (tat, wait) if wait > 0 else (new, 0.0)
+
+
 SURFACE_LOG_LENGTH = 1000
 STATS_TTL_S = 2 * 3600
 
@@ -314,6 +352,7 @@ class MemoryStore:
         self._item_seq: dict[str, int] = {}
         self._catalogue_seq = 0
         self._serving: dict[str, float] = {}
+        self._tats: dict[str, float] = {}  # rate limit subject → theoretical arrival time (monotonic)
         self._lock = threading.Lock()
 
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -518,6 +557,18 @@ class MemoryStore:
             del self._contexts[rid]
         for key in [key for key, (_, exp) in self._credits.items() if exp <= now]:
             del self._credits[key]
+
+    def take(self, charges: Sequence[Charge]) -> list[float]:
+        now = time.monotonic()
+        waits = []
+        with self._lock:
+            if len(self._tats) > 100_000:  # forget subjects that owe nothing
+                self._tats = {k: t for k, t in self._tats.items() if t > now}
+            for charge in charges:
+                tat, wait = gcra(self._tats.get(charge.subject, now), now, charge)
+                self._tats[charge.subject] = tat
+                waits.append(wait)
+        return waits
 
     def ping(self) -> bool:
         return True

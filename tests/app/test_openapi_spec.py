@@ -70,6 +70,16 @@ def _broker_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> httpx.R
     return r
 
 
+def _over_limit(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> httpx.Response:
+    """A user's whole burst spent (the limit's own behaviour: tests/app/test_rate_limits.py)."""
+    rec = client.post("/v1/recommend", json={"user_id": "u-limited", "k": 1}).json()
+    monkeypatch.setattr(client.app.state.services.settings, "feedback_user_burst", 1.0)  # type: ignore[attr-defined]
+    ev = {"request_id": rec["request_id"], "item_id": rec["items"][0]["item_id"], "type": "impression"}
+    client.post("/v1/feedback", json={"events": [{"event_id": "first", **ev}]})
+    r: httpx.Response = client.post("/v1/feedback", json={"events": [{"event_id": "second", **ev}]})
+    return r
+
+
 def _store_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> httpx.Response:
     def refuse(*args: object) -> None:
         raise StoreUnavailable("down")
@@ -122,6 +132,7 @@ TRIGGERS: dict[tuple[str, str, int], Trigger] = {
     ),
     ("post", "/v1/feedback", 400): lambda c, u, mp: c.post("/v1/feedback", content=NOT_UTF8, headers=JSON),
     ("post", "/v1/feedback", 422): lambda c, u, mp: c.post("/v1/feedback", json={"events": []}),
+    ("post", "/v1/feedback", 429): lambda c, u, mp: _over_limit(c, mp),
     ("post", "/v1/feedback", 503): lambda c, u, mp: _broker_down(c, mp),
     ("get", "/v1/admin/surfaces/{surface}", 200): lambda c, u, mp: c.get("/v1/admin/surfaces/home", headers=H),
     ("get", "/v1/admin/surfaces/{surface}", 401): lambda c, u, mp: c.get("/v1/admin/surfaces/home"),

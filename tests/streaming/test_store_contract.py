@@ -13,7 +13,7 @@ import redis
 from bench.services import free_port
 from streaming.events import EventError, RequestContext
 from streaming.redis_store import RedisStore, context_key, credit_key, mark_key, stats_key, trending_key
-from streaming.stores import Applied, ItemDelta, MemoryStore, Store, StoreUnavailable
+from streaming.stores import Applied, Charge, ItemDelta, MemoryStore, Store, StoreUnavailable
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -328,3 +328,30 @@ def test_catalogue_keys_are_documented_and_single_slot(redis_url: str) -> None:
     }
     with pytest.raises(EventError, match="braces"):
         RedisStore.from_url(url).put_item("a{b}", 1.0, b"")
+
+
+def test_rate_limits_take_a_burst_then_refuse_with_the_wait(store: Store) -> None:
+    subject = f"user:{uuid.uuid4().hex[:8]}"
+    limit = Charge(subject, cost=40, rate=10.0, burst=100)
+    assert store.take([limit, limit]) == [0.0, 0.0]  # 80 of the burst of 100
+    (wait,) = store.take([limit])  # 120 would be owed: 2 s of debt over the burst
+    assert 1.5 < wait <= 2.0
+    # A refusal charges nothing: 20 more still fit.
+    assert store.take([Charge(subject, 20, 10.0, 100)]) == [0.0]
+    # Another subject is not affected; a cost above the burst is charged as the whole burst.
+    other = Charge(f"client:{uuid.uuid4().hex[:8]}", cost=500, rate=10.0, burst=100)
+    assert store.take([other]) == [0.0]
+    assert store.take([Charge(other.subject, 1, 10.0, 100)])[0] > 0
+
+
+def test_rate_limits_are_charged_one_by_one(store: Store) -> None:
+    tight = Charge(f"user:{uuid.uuid4().hex[:8]}", cost=10, rate=1.0, burst=10)
+    loose = Charge(f"client:{uuid.uuid4().hex[:8]}", cost=10, rate=1.0, burst=15)
+    assert store.take([tight, loose]) == [0.0, 0.0]
+    waits = store.take([tight, loose])
+    assert waits[0] > 9.0 and waits[1] > 4.0  # both refused: neither charged
+    small = Charge(loose.subject, 5, 1.0, 15)
+    assert store.take([small]) == [0.0]  # exactly the 5 left: the refusal above took nothing
+    # The debt is paid at the rate: after 1.1 s, one more unit fits.
+    time.sleep(1.1)
+    assert store.take([Charge(loose.subject, 1, 1.0, 15)]) == [0.0]
