@@ -180,8 +180,9 @@ def rebuild(
         return fail("--verify compares with the live namespaces: it needs REDIS_URL and a target other than them")
     bus = _log_bus("rebuild", settings)
     # A longer timeout than serving's: a rebuild applies large batches and nobody waits on it.
-    target = RedisStore.from_url(target_url, timeout_s=10.0)
-    live = RedisStore.from_url(settings.redis_url, timeout_s=10.0) if settings.redis_url else None
+    cluster, wait = settings.redis_cluster, settings.redis_wait_replicas
+    target = RedisStore.from_url(target_url, timeout_s=10.0, cluster=cluster, wait_replicas=wait)
+    live = RedisStore.from_url(settings.redis_url, timeout_s=10.0, cluster=cluster) if settings.redis_url else None
     births = None
     if live is not None:
         try:

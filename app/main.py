@@ -69,7 +69,12 @@ class Services:
         if store is None and settings.redis_url:
             from streaming.redis_store import RedisStore
 
-            store = RedisStore.from_url(settings.redis_url, settings.redis_timeout_s)
+            store = RedisStore.from_url(
+                settings.redis_url,
+                settings.redis_timeout_s,
+                cluster=settings.redis_cluster,
+                wait_replicas=settings.redis_wait_replicas,
+            )
         elif store is None:
             store = MemoryStore()
         if settings.kafka_bootstrap_servers:
@@ -79,6 +84,8 @@ class Services:
         else:
             bus = MemoryBus(default_partitions=settings.feedback_partitions)
         producer = bus.producer()
+        # The embedded producer never drops; the Kafka one counts what its queue could not send.
+        metrics.decisions_dropped.set_function(lambda: float(getattr(producer, "dropped", 0)))
         bundles = BundleHolder(settings.bundle_dir, metrics, ServingLease(store))
         surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
         counters = Counters()

@@ -41,6 +41,11 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        # Decision records the producer could not send (queue full or broker errors): their
+        # feedback is credited live but not by `onlinematch rebuild` (streaming/rebuild.py).
+        self.decisions_dropped = Gauge(
+            "om_decision_log_dropped", "Decision records dropped by this process since it started", registry=r
+        )
         self.consumer_lag = Gauge("om_consumer_lag_records", "Records behind per partition", ["partition"], registry=r)
         self.bundle = Info("om_bundle", "Serving bundle", registry=r)
         self.bundle_age = Gauge("om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r)

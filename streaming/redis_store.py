@@ -60,6 +60,13 @@ key                                                type    value                
   take-down holds for every bundle, later ones included. Every request's ``MGET`` reads
   ``om:{items}:seq`` beside the statistics, so a replica notices a change with no extra
   round trip and catches up (``items_since``) before it serves.
+- **Redis Cluster** (``RedisStore`` with a ``RedisCluster`` client). Scripts are single-slot,
+  so the apply and rate-limit scripts run once per item or subject, pipelined per node. Two
+  writes span slots and lose their atomicity there: ``put_surface`` (settings and change log:
+  the log is written first, so the audit never misses a change that landed) and a retirement's
+  ``UNLINK`` batches (the mark is checked just before each batch, not inside it: a batch may
+  remove what a replica wrote in the milliseconds after another consumer finished the
+  version, which only happens if a retired version is served again at that instant).
 - ``{<item_id>}`` is a **deliberate** Redis Cluster hash tag: an item's statistics, watermarks
   and credits share a slot, so the apply script is atomic per item in a cluster too. Ids with
   braces are refused at the edge (``streaming.events.check_key_part``), so no other part of a key
@@ -74,13 +81,16 @@ key                                                type    value                
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
 
 from bandits.checks import FloatArray, IntArray
 from streaming.events import EventError, RequestContext, check_key_part
@@ -292,9 +302,30 @@ def _text(value: bytes | str | None) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time) -> None:
-        self._r = client
+    """``Store`` on a standalone Redis or a Redis Cluster.
+
+    In a cluster, every script runs on one slot: the apply script once per item (its keys share
+    the ``{item_id}`` tag), the rate-limit script once per subject; the calls are pipelined per
+    node, so a batch costs one round trip per node, not per item. Multi-key reads go through
+    ``mget_nonatomic`` (one ``MGET`` per slot, pipelined per node): they need no atomicity
+    across items. With ``wait_replicas`` > 0, each node's apply pipeline ends in ``WAIT``, and an
+    apply that fewer replicas acknowledged raises ``StoreUnavailable``: the consumer then retries
+    the batch (applied items answer "already applied") before it commits its offsets, so a
+    master that dies before its replica has the write loses no accepted event.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        clock: Callable[[], float] = time.time,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
+        self._r: Any = client  # redis.Redis or RedisCluster: the same commands, differently typed
+        self._cluster = isinstance(client, RedisCluster)
         self._clock = clock  # epoch seconds: dates a namespace's first write
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._apply = client.register_script(_APPLY)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._begin_retire = client.register_script(_BEGIN_RETIRE)
@@ -304,9 +335,57 @@ class RedisStore:
         self._take = client.register_script(_TAKE)
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 0.25) -> RedisStore:
+    def from_url(cls, url: str, timeout_s: float = 0.25, cluster: bool = False, wait_replicas: int = 0) -> RedisStore:
         # Short timeouts: serving degrades to priors instead of waiting on a lost Redis.
-        return cls(redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s))
+        kwargs = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        client: redis.Redis | RedisCluster = (
+            RedisCluster.from_url(url, **kwargs) if cluster else redis.Redis.from_url(url, **kwargs)
+        )
+        # WAIT returns before the socket would time out, so a slow replica reads as "not acknowledged".
+        return cls(client, wait_replicas=wait_replicas, wait_timeout_ms=max(1, int(timeout_s * 500)))
+
+    def _mget(self, keys: Sequence[str]) -> list[Any]:
+        return list(self._r.mget_nonatomic(keys) if self._cluster else self._r.mget(keys))
+
+    def _by_node(self, keys: Sequence[str]) -> list[tuple[redis.Redis, list[int]]]:
+        """The positions of ``keys`` grouped by the client of the node that holds each key's
+        slot (one group on a standalone Redis)."""
+        if not self._cluster:
+            return [(self._r, list(range(len(keys))))]
+        groups: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for i, key in enumerate(keys):
+            node = self._r.get_node_from_key(key)
+            groups.setdefault(node.name, (self._r.get_redis_connection(node), []))[1].append(i)
+        return list(groups.values())
+
+    def _run(self, script: Script, calls: Sequence[tuple[list[str], list[Any]]], wait: bool = False) -> list[Any]:
+        """``script`` once per (keys, args) call, pipelined per node (keys of one call share a
+        slot); with ``wait``, each node's pipeline ends in ``WAIT`` for ``wait_replicas``.
+        Results in call order."""
+        results: list[Any] = [None] * len(calls)
+        waiting = wait and self._wait_replicas > 0
+        try:
+            for client, positions in self._by_node([keys[0] for keys, _ in calls]):
+                pipe = client.pipeline(transaction=False)
+                for i in positions:
+                    script(keys=calls[i][0], args=calls[i][1], client=pipe)
+                if waiting:
+                    pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                out = pipe.execute()
+                if waiting and int(out.pop()) < self._wait_replicas:
+                    raise StoreUnavailable(
+                        f"redis: applied, but fewer than {self._wait_replicas} replica(s) acknowledged "
+                        f"within {self._wait_timeout_ms} ms"
+                    )
+                for i, r in zip(positions, out, strict=True):
+                    results[i] = r
+        except redis.RedisError:
+            if self._cluster:
+                # A failover or a moved slot: learn the new map before the caller retries.
+                with contextlib.suppress(redis.RedisError):
+                    self._r.nodes_manager.initialize()
+            raise
+        return results
 
     def gather(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray]:
         w2, b, _ = self._gather(version, items, coords, with_seq=False)
@@ -328,7 +407,7 @@ class RedisStore:
         if not keys and not with_seq:
             return np.zeros((len(items), k)), np.zeros((len(items), k)), 0
         # The catalogue's sequence number rides in the same MGET: no extra round trip per request.
-        values = self._r.mget([*keys, ITEMS_SEQ_KEY] if with_seq else keys)
+        values = self._mget([*keys, ITEMS_SEQ_KEY] if with_seq else keys)
         last = values.pop() if with_seq else None
         seq = 0 if last is None else int(last)
         if not keys:
@@ -370,7 +449,7 @@ class RedisStore:
     def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         if not pairs:
             return {}
-        values = self._r.mget([credit_key(version, item, rid) for item, rid in pairs])
+        values = self._mget([credit_key(version, item, rid) for item, rid in pairs])
         return {pair: _text(v) for pair, v in zip(pairs, values, strict=True)}
 
     @_unavailable_on_redis_error
@@ -379,11 +458,14 @@ class RedisStore:
         # Listed before it is written (every call: another process may have retired it), so no
         # namespace can exist without being listed for retirement.
         self._r.hsetnx(VERSIONS_KEY, version, repr(self._clock()))
-        results: list[Applied] = []
-        for start in range(0, len(deltas), APPLY_CHUNK):
+        # Standalone: chunks of many items per call. Cluster: one call per item (a script's
+        # keys must share a slot), pipelined per node.
+        chunk = 1 if self._cluster else APPLY_CHUNK
+        calls: list[tuple[list[str], list[Any]]] = []
+        for start in range(0, len(deltas), chunk):
             keys: list[str] = []
-            args: list[str | int | float] = [partition, ttl_ms]
-            for d in deltas[start : start + APPLY_CHUNK]:
+            args: list[Any] = [partition, ttl_ms]
+            for d in deltas[start : start + chunk]:
                 if len(d.coords) and int(d.coords.max()) >= MAX_COORD:
                     raise ValueError(f"coords: {int(d.coords.max())} >= MAX_COORD ({MAX_COORD}); they must be dense")
                 keys += [stats_key(version, d.item), mark_key(version, d.item)]
@@ -395,8 +477,8 @@ class RedisStore:
                         for f, w2, b in zip(d.coords.tolist(), d.w2.tolist(), d.b.tolist(), strict=True)
                     )
                 )
-            results += [Applied(int(x)) for x in self._apply(keys=keys, args=args)]
-        return results
+            calls.append((keys, args))
+        return [Applied(int(x)) for out in self._run(self._apply, calls, wait=True) for x in out]
 
     @_unavailable_on_redis_error
     def put_context(self, context: RequestContext, ttl_s: float) -> None:
@@ -406,7 +488,7 @@ class RedisStore:
     def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
         if not request_ids:
             return {}
-        values = self._r.mget([context_key(r) for r in request_ids])
+        values = self._mget([context_key(r) for r in request_ids])
         return {
             rid: RequestContext.decode(v if isinstance(v, bytes) else v.encode())
             for rid, v in zip(request_ids, values, strict=True)
@@ -420,7 +502,16 @@ class RedisStore:
 
     @_unavailable_on_redis_error
     def put_surface(self, name: str, value: bytes, change: bytes) -> None:
-        pipe = self._r.pipeline(transaction=True)
+        # The two keys are in different slots: a cluster cannot make this one transaction. There
+        # the change is logged first, so a failure between the two leaves an audit entry for a
+        # change that did not land (the editor saw the error), never a change without one.
+        pipe = self._r.pipeline(transaction=not self._cluster)
+        if self._cluster:
+            pipe.lpush(SURFACE_CHANGES_KEY, change)
+            pipe.ltrim(SURFACE_CHANGES_KEY, 0, SURFACE_LOG_LENGTH - 1)
+            pipe.hset(SURFACES_KEY, name, value)
+            pipe.execute()
+            return
         pipe.hset(SURFACES_KEY, name, value)
         pipe.lpush(SURFACE_CHANGES_KEY, change)
         pipe.ltrim(SURFACE_CHANGES_KEY, 0, SURFACE_LOG_LENGTH - 1)
@@ -486,7 +577,7 @@ class RedisStore:
     @_unavailable_on_redis_error
     def put_lag(self, group: str, lag: dict[int, int]) -> None:
         if lag:
-            pipe = self._r.pipeline(transaction=True)
+            pipe = self._r.pipeline(transaction=not self._cluster)  # one key, but kept simple in a cluster
             pipe.hset(f"om:lag:{group}", mapping={str(p): n for p, n in lag.items()})
             pipe.expire(f"om:lag:{group}", 3600)
             pipe.execute()
@@ -540,16 +631,21 @@ class RedisStore:
         return dropped
 
     def _unlink_marked(self, version: str, keys: list[bytes]) -> int:
-        return int(self._while_marked(keys=[RETIRING_KEY, *keys], args=[version, "UNLINK", len(keys)]))
+        if not self._cluster:
+            return int(self._while_marked(keys=[RETIRING_KEY, *keys], args=[version, "UNLINK", len(keys)]))
+        # The mark and the namespace's keys are in different slots: checked just before each
+        # batch instead of atomically with it. A batch may then delete keys that a replica
+        # wrote after another consumer finished the version, in the milliseconds between.
+        if not self._r.hexists(RETIRING_KEY, version):
+            return 0
+        return int(self._r.unlink(*keys))
 
     @_unavailable_on_redis_error
     def take(self, charges: Sequence[Charge]) -> list[float]:
         if not charges:
             return []
-        pipe = self._r.pipeline(transaction=False)
-        for c in charges:
-            self._take(keys=[rate_key(c.subject)], args=[c.cost, c.rate, c.burst], client=pipe)
-        return [int(w) / 1e6 for w in pipe.execute()]
+        calls = [([rate_key(c.subject)], [c.cost, c.rate, c.burst]) for c in charges]
+        return [int(w) / 1e6 for w in self._run(self._take, calls)]
 
     def ping(self) -> bool:
         try:

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import pytest
 
-from bench.services import Broker, RedisServer, ServiceUnavailable, free_port
+from bench.services import Broker, RedisCluster, RedisServer, ServiceUnavailable, free_port
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -43,3 +43,14 @@ def broker() -> Iterator[Broker]:
         unavailable(str(exc))
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real Redis Cluster: 3 masters, one replica each."""
+    try:
+        cluster = RedisCluster().start()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+    yield cluster
+    cluster.cleanup()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.main import Services, consumer_for, create_app
 from app.settings import Settings
-from bench.services import Broker, RedisServer, free_port
+from bench.services import Broker, RedisCluster, RedisServer, free_port
 from tests.app.conftest import real_settings, without_calibration
 
 CANDIDATES = [f"item-{n}" for n in range(30)]
@@ -73,8 +73,18 @@ def wait_until_learnt(client: TestClient, item: str, above: float, timeout_s: fl
         time.sleep(0.1)
 
 
-def test_closed_loop_through_kafka_and_redis(bundle_dir: Path, redis_url: str, broker: Broker) -> None:
-    with running(real_settings(bundle_dir, redis_url, broker.bootstrap)) as client:
+@pytest.mark.parametrize("redis_kind", ["standalone", "cluster"])
+def test_closed_loop_through_kafka_and_redis(
+    bundle_dir: Path, broker: Broker, redis_kind: str, request: pytest.FixtureRequest
+) -> None:
+    if redis_kind == "standalone":
+        settings = real_settings(bundle_dir, request.getfixturevalue("redis_url"), broker.bootstrap)
+    else:
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        settings = real_settings(bundle_dir, cluster.url, broker.bootstrap).model_copy(
+            update={"redis_cluster": True, "redis_wait_replicas": 1}
+        )
+    with running(settings) as client:
         without_calibration(client)
         first = ask(client)
         assert first["degraded"] is False

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bench.services import Broker
+from bench.services import Broker, RedisCluster, ServiceUnavailable
 from streaming.bus import Bus, MemoryBus, Message
 from streaming.consumer import FeedbackConsumer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.kafka_bus import KafkaBus
 from streaming.redis_store import RedisStore
 from streaming.stores import MemoryStore, Store
+from tests.conftest import unavailable
 
 COORDS = np.arange(6)
 
@@ -45,7 +46,7 @@ class Infra:
         )
 
 
-@pytest.fixture(params=["memory", "real"])
+@pytest.fixture(params=["memory", "real", "cluster"])
 def infra(request: pytest.FixtureRequest) -> Infra:
     suffix = uuid.uuid4().hex[:8]
     topic, dlq, group = f"feedback-{suffix}", f"dlq-{suffix}", f"group-{suffix}"
@@ -55,7 +56,11 @@ def infra(request: pytest.FixtureRequest) -> Infra:
     else:
         broker: Broker = request.getfixturevalue("broker")
         bus = KafkaBus(broker.bootstrap)
-        store = RedisStore.from_url(request.getfixturevalue("redis_url"), timeout_s=2.0)
+        if request.param == "real":
+            store = RedisStore.from_url(request.getfixturevalue("redis_url"), timeout_s=2.0)
+        else:
+            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+            store = RedisStore.from_url(cluster.url, timeout_s=2.0, cluster=True, wait_replicas=1)
     bus.ensure_topics({topic: 4, dlq: 1})
     return Infra(bus, store, topic, dlq, group, str(request.param), f"v-{suffix}")
 
@@ -266,3 +271,46 @@ def test_an_item_clicked_across_clusters_becomes_trending(infra: Infra) -> None:
     # The score is the pool coordinate's residual under the trending ridge, read back whole.
     n0, b0 = infra.store.gather(infra.version, ["hit"], np.array([pool]))
     assert n0[0, 0] == pytest.approx(30.0) and b0[0, 0] == pytest.approx(15 - 30 * 0.02)
+
+
+def test_a_master_killed_mid_run_loses_no_event_and_counts_none_twice(broker: Broker) -> None:
+    """Its own cluster (a killed node stays dead): the consumer retries through the failover,
+    each apply waits for the replica (``wait_replicas``), and the sums equal the reference."""
+    try:
+        cluster = RedisCluster().start()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        bus = KafkaBus(broker.bootstrap)
+        store = RedisStore.from_url(cluster.url, timeout_s=1.0, cluster=True, wait_replicas=1)
+        infra = Infra(bus, store, f"feedback-{suffix}", f"dlq-{suffix}", f"group-{suffix}", "cluster", f"v-{suffix}")
+        bus.ensure_topics({infra.topic: 4, infra.dlq: 1})
+        contexts, events = scenario(infra.version, n_requests=200, seed=7)
+        for ctx in contexts:
+            store.put_context(ctx, ttl_s=600)
+        consumer = infra.consumer(max_records=40)
+        stop = threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+        thread.start()
+        producer = bus.producer()
+        third = len(events) // 3
+        producer.send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events[:third]], 10.0)
+        deadline = time.monotonic() + 60
+        while consumer.stats.events == 0:
+            assert time.monotonic() < deadline, "the consumer never applied a batch"
+            time.sleep(0.02)
+        victim = cluster.kill_master()  # mid-run: batches are in flight
+        producer.send_and_wait([Message(infra.topic, e.item_id.encode(), e.encode()) for e in events[third:]], 10.0)
+        cluster.wait_failover(victim)
+        expected = reference(contexts, events)
+        while consumer.stats.events < len(events) or not _matches(store, infra.version, expected):
+            assert time.monotonic() < deadline + 60, f"applied {consumer.stats.events} of {len(events)}"
+            time.sleep(0.2)
+        stop.set()
+        thread.join(timeout=20)
+        producer.close()
+        assert consumer.stats.store_errors > 0, "the failover was not seen: the test proved nothing"
+        assert_matches(store, infra.version, expected)
+    finally:
+        cluster.cleanup()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from bench.services import free_port
 from streaming.events import EventError, RequestContext
@@ -16,15 +17,21 @@ from streaming.redis_store import RedisStore, context_key, credit_key, mark_key,
 from streaming.stores import Applied, Charge, ItemDelta, MemoryStore, Store, StoreUnavailable
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
-    else:
+    elif request.param == "redis":
         url = request.getfixturevalue("redis_url")
         # The fleet's serving and retirement records are server-wide: each test starts clean.
         redis.Redis.from_url(url).flushdb()
         yield RedisStore.from_url(url, timeout_s=2.0)
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        client = RedisCluster.from_url(cluster.url)
+        client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        # Every apply waits for the master's replica, as a cluster deployment is configured.
+        yield RedisStore(client, wait_replicas=1, wait_timeout_ms=2000)
 
 
 @pytest.fixture
@@ -246,14 +253,14 @@ def test_surface_settings_and_their_change_log(store: Store) -> None:
     assert store.surface_changes(2) == [b'{"n": 2}', b'{"n": 1}']
 
 
-def test_minute_counters_add_up_per_surface_and_expire(store: Store, redis_url: str) -> None:
+def test_minute_counters_add_up_per_surface_and_expire(store: Store) -> None:
     surface = "s-" + uuid.uuid4().hex[:8]
     minute = int(time.time() // 60)
     store.incr_stats([(surface, minute, "req", 2), (surface, minute, "req", 3), (surface, minute - 1, "slots", 7)])
     assert store.read_stats(surface, [minute - 2, minute - 1, minute]) == [{}, {"slots": 7}, {"req": 5}]
     assert surface in store.stats_surfaces()
     if isinstance(store, RedisStore):
-        ttl = redis.Redis.from_url(redis_url).ttl(f"om:stats:{surface}:{minute}")
+        ttl = store._r.ttl(f"om:stats:{surface}:{minute}")  # the store's own client: standalone or cluster
         assert 0 < ttl <= 2 * 3600
 
 
