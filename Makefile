@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock client test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue clean
+.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -47,6 +47,12 @@ unit: $(STAMP) services
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
+
+# Schemathesis with --checks all against the live OpenAPI, longer than the run in `make test`
+# (tests/app/test_fuzz_openapi.py, 100 examples per operation): FUZZ_EXAMPLES per operation.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	OM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q tests/app/test_fuzz_openapi.py
 
 # The typed Python client in clients/python, generated from the spec the app itself builds
 # (create_app in-process, no server) by the openapi-python-client pinned in requirements/dev.txt.

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from app.auth import Operators
 from app.catalogue import CatalogueEditor
@@ -274,7 +275,22 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, "Request failed", str(exc.detail))
+        response = problem(exc.status_code, "Request failed", str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Every method of the path (RFC 9110), not only the first route's: GET, PUT and
+            # DELETE of one path are three routes.
+            # (The service's own router: FastAPI nests included routes out of reach of app.routes.)
+            from app.routes import router
+
+            allowed = {
+                m
+                for route in router.routes
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for m in (route.methods or ())
+            }
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
     @app.exception_handler(BusUnavailable)
     async def bus_down(request: Request, exc: BusUnavailable) -> JSONResponse:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from streaming.catalogue import MAX_COLUMNS, MAX_VALUE_LENGTH
 from streaming.events import RESERVED_PREFIX
 
 
@@ -23,6 +33,17 @@ SurfaceName = Annotated[str, StringConstraints(min_length=1, max_length=64, patt
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def _integral(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer; strict mode would not.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer in strict models: ints and integral floats, never a bool or a numeric string. (With
+# constraints, written `Annotated[int, Field(...), BeforeValidator(_integral)]`: in the other
+# order pydantic's schema loses the names `minimum`/`maximum`.)
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
 def _feature_value(value: object) -> float | str:
     if isinstance(value, bool):
         return float(value)
@@ -36,7 +57,12 @@ def _feature_value(value: object) -> float | str:
 
 
 # One validator instead of a union, so an error names the feature and not a union member.
-FeatureValue = Annotated[float | str, PlainValidator(_feature_value)]
+# The schema says what the validator accepts, so that generated clients and fuzzers agree.
+FeatureValue = Annotated[
+    float | str,
+    PlainValidator(_feature_value),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string", "maxLength": 256}]}),
+]
 
 
 def _item_feature_value(value: object) -> float | str:
@@ -44,15 +70,35 @@ def _item_feature_value(value: object) -> float | str:
     # HTTP edge and the items topic alike.
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        raise ValueError("must be a finite number or a string")
     return _feature_value(value)
 
 
-ItemFeatureValue = Annotated[float | str, PlainValidator(_item_feature_value)]
+FeatureColumn = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^=]+$")]
+ItemFeatureValue = Annotated[
+    float | str,
+    PlainValidator(_item_feature_value),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": MAX_VALUE_LENGTH}]}),
+]
+
+
+def _keys_match(schema: dict[str, Any]) -> None:
+    """Pydantic writes a constrained dict key as ``patternProperties``, which leaves keys that
+    do not match the pattern unconstrained; the API refuses them, so say so: the pattern goes
+    into ``propertyNames`` and the value schema applies to every key."""
+    patterns = schema.pop("patternProperties", None)
+    if patterns:
+        ((pattern, value),) = patterns.items()
+        schema.setdefault("propertyNames", {})["pattern"] = pattern
+        schema["additionalProperties"] = value
 
 
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        # Strict: no bool for a number, no string for a number (JSON Schema types, as documented).
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -68,11 +114,11 @@ class RecommendRequest(BaseModel):
 
     user_id: Id
     surface: SurfaceName = "default"
-    k: int = Field(10, ge=1, le=100)
+    k: Int = Field(10, ge=1, le=100)
     candidates: list[Id] | None = Field(None, min_length=1, max_length=10_000)
     # A user the bundle does not know is embedded by its user tower from these (``column=value``
     # tokens, ``|`` separating multiple values, as in the offline job's users file).
-    user_features: dict[Id, FeatureValue] = Field(default_factory=dict, max_length=64)
+    user_features: dict[Id, FeatureValue] = Field(default_factory=dict, max_length=64, json_schema_extra=_keys_match)
     exclude: list[Id] = Field(default_factory=list, max_length=10_000)
 
 
@@ -95,7 +141,7 @@ class RecommendResponse(BaseModel):
 
 
 class FeedbackEventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     event_id: Id
     request_id: Id
@@ -104,12 +150,14 @@ class FeedbackEventIn(BaseModel):
     value: Finite | None = None
     ts: Finite | None = None
     # Where the client really showed the item (from 0), if it re-ordered the slate.
-    position: Annotated[int, Field(ge=0, le=1000)] | None = None
+    position: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        # Strict: no bool for a number, no string for a number (JSON Schema types, as documented).
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -154,6 +202,8 @@ class SurfaceUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        # Strict: no bool for a number, no string for a number (JSON Schema types, as documented).
+        strict=True,
         json_schema_extra={"examples": [{"policy": "diag_linucb", "alpha": 0.2, "explore_traffic": 0.1}]},
     )
 
@@ -161,18 +211,18 @@ class SurfaceUpdate(BaseModel):
     alpha: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     sigma: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     epsilon: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    explore_slots: Annotated[int, Field(ge=0, le=100)] | None = None
+    explore_slots: Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)] | None = None
     explore_traffic: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     count_served_as_impressions: bool | None = None
     pooled: bool | None = None
-    lam_pool: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    lam_pool: Annotated[float, Field(ge=1e-3, le=1e6, allow_inf_nan=False)] | None = None
     calibrate: bool | None = None
     position_aware: bool | None = None
     position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    fresh_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
-    popular_per_request: Annotated[int, Field(ge=0, le=1000)] | None = None
-    trending_per_request: Annotated[int, Field(ge=0, le=100)] | None = None
-    fresh_slots: Annotated[int, Field(ge=0, le=10)] | None = None
+    fresh_per_request: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
+    popular_per_request: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
+    trending_per_request: Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)] | None = None
+    fresh_slots: Annotated[int, Field(ge=0, le=10), BeforeValidator(_integral)] | None = None
     reward_min: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     reward_max: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
 
@@ -184,12 +234,20 @@ class ItemPut(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        # Strict: no bool for a number, no string for a number (JSON Schema types, as documented).
+        strict=True,
         # The demo bundle's one column; a MovieLens bundle takes {"genres": "Comedy|Romance", "year": 2026}.
         json_schema_extra={"examples": [{"features": {"topic": "3"}, "created_at": 1796256000.0}]},
     )
 
-    features: dict[str, ItemFeatureValue] = Field(default_factory=dict)
-    created_at: Finite | None = Field(None, description="Epoch seconds; by default when first published.")
+    # The bundle's columns and the count of `|`-separated values are checked beyond the schema
+    # (streaming.catalogue.check_features): a 422 names the column.
+    features: dict[FeatureColumn, ItemFeatureValue] = Field(
+        default_factory=dict, max_length=MAX_COLUMNS, json_schema_extra=_keys_match
+    )
+    created_at: Annotated[Finite, Field(ge=0)] | None = Field(
+        None, description="Epoch seconds, at most a day ahead of now; by default when first published."
+    )
 
 
 class ItemRecordOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -133,6 +134,7 @@ RATE_LIMITED = problem_response(
 )
 STORE_DOWN = problem_response("The statistics store did not take the change; nothing changed.")
 ITEM_CONFLICT = problem_response("Another change of the same item landed first; read it and retry.")
+ITEM_GONE = problem_response("The item is unknown, or was taken down (`detail` says when and by whom).")
 ITEM_NOT_APPLIED = problem_response(
     "The broker or the statistics store did not take the change; retry after `Retry-After` seconds.", retry_after=True
 )
@@ -340,7 +342,7 @@ async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: Edi
     operation_id="get_item",
     tags=["catalogue"],
     summary="An item's catalogue state and latest change",
-    responses={401: UNAUTHORIZED, 422: INVALID, 503: ITEM_NOT_APPLIED},
+    responses={401: UNAUTHORIZED, 404: ITEM_GONE, 422: INVALID, 503: ITEM_NOT_APPLIED},
 )
 async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: ViewerDep) -> ItemStateOut | JSONResponse:
     try:
@@ -349,6 +351,12 @@ async def get_item(item_id: Annotated[Id, Path()], svc: ServicesDep, _: ViewerDe
         return problem(
             503, "Store unavailable", "the statistics store did not answer", retry_after=svc.settings.retry_after_s
         )
+    if state.state == "unknown":
+        return problem(404, "No such item", f"{item_id!r} is neither in the serving bundle nor in the live catalogue")
+    if state.state == "deleted" and state.record is not None:
+        # After a DELETE the resource is gone (RFC 9110); when and by whom is in the detail.
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.record.ts))
+        return problem(404, "Item taken down", f"{item_id!r} was taken down at {when} by {state.record.by}")
     return _item_state(state)
 
 
@@ -379,7 +387,9 @@ async def dashboard() -> HTMLResponse:
         422: INVALID,
     },
 )
-async def dashboard_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:
+async def dashboard_asset(
+    asset: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$", examples=["dashboard.js", "dashboard.css"])],
+) -> Response:
     path = STATIC / asset
     if not path.is_file():
         raise HTTPException(404, f"asset: no {asset}")

@@ -32,7 +32,8 @@ class SurfaceConfig(BaseModel):
     # with per-cluster residuals held to it by lam_pool; priors calibrated online to this
     # surface's click rate; updates weighted by the examination of the slot served in.
     pooled: bool = True
-    lam_pool: float = Field(4.0, gt=0, le=1e6, allow_inf_nan=False)
+    # Below 1e-3 the pool's prior precision is meaningless and 1/lam_pool overflows the scores.
+    lam_pool: float = Field(4.0, ge=1e-3, le=1e6, allow_inf_nan=False)
     calibrate: bool = True
     position_aware: bool = True
     # Share of requests whose slate is shown in a uniformly random order: what the examination

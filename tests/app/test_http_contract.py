@@ -366,3 +366,27 @@ def test_an_event_time_outside_the_request_window_is_replaced_by_now(client: Tes
     true = time.time()
     assert _reward(client, 0.5, ts=true).status_code == 202
     assert next(e.ts for e in sent if e.type == "reward") == true  # a true time is kept as sent
+
+
+def test_a_405_lists_every_method_of_the_path(client: TestClient) -> None:
+    r = client.request("TRACE", "/v1/items/item-1")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    assert set(r.headers["Allow"].split(", ")) >= {"GET", "PUT", "DELETE"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"user_id": "u", "k": True}, "k"), ({"user_id": "u", "k": "5"}, "k"), ({"user_id": "u", "k": 5.5}, "k")],
+)
+def test_numbers_are_json_numbers_not_bools_or_strings(client: TestClient, body: dict[str, Any], field: str) -> None:
+    r = client.post("/v1/recommend", json=body)
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == [field]
+    assert client.post("/v1/recommend", json={"user_id": "u", "k": 5.0}).status_code == 200  # an integer in JSON
+
+
+def test_a_pool_prior_too_weak_to_compute_with_is_refused(client: TestClient) -> None:
+    # Found by schemathesis: lam_pool 5e-324 made every score infinite and /v1/recommend a 500.
+    r = client.put("/v1/admin/surfaces/tiny", json={"lam_pool": 5e-324}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "lam_pool"
+    assert client.put("/v1/admin/surfaces/tiny", json={"lam_pool": 1e-3}, headers=AUTH).status_code == 200
+    assert client.post("/v1/recommend", json={"user_id": "u", "surface": "tiny"}).status_code == 200

@@ -21,7 +21,7 @@ class ItemPut:
     columns are taken (an unknown one is refused, the model has never seen it).
 
         Attributes:
-            created_at (float | None | Unset): Epoch seconds; by default when first published.
+            created_at (float | None | Unset): Epoch seconds, at most a day ahead of now; by default when first published.
             features (ItemPutFeatures | Unset):
     """
 
