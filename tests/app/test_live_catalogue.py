@@ -207,8 +207,8 @@ def _two_replicas(settings: Settings, popular: list[str]) -> None:
             shown = served(c, body, n=5) + served(c, {"user_id": "user-4", "k": 100}, n=5)
             assert not set(popular[:3]) & set(shown)
             assert c.post("/v1/recommend", json=body).json()["unknown_candidates"] == 0
-            gone = c.get(f"/v1/items/{popular[0]}", headers=editor())
-            assert gone.status_code == 404 and "taken down" in gone.json()["detail"]
+            taken = c.get(f"/v1/items/{popular[0]}", headers=editor())
+            assert taken.status_code == 404 and "taken down" in taken.json()["detail"]
 
 
 def test_a_replica_view_places_new_items_in_the_graph_and_keeps_the_last_view_on_an_outage(bundle_dir: Path) -> None:
