@@ -78,6 +78,10 @@ class Bus(Protocol):
         the others with ``retention.ms`` from ``retention_s`` when given (the broker's default if not)."""
         ...
 
+    def group_lag(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition: end offset minus the group's committed offset, from the broker."""
+        ...
+
     def producer(self) -> Producer: ...
 
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
@@ -156,6 +160,12 @@ class MemoryBus:
 
     def ping(self) -> bool:
         return True
+
+    def group_lag(self, group: str, topic: str) -> dict[int, int]:
+        with self._cond:
+            self._ensure_locked([topic])
+            done = self._committed.get(group, {})
+            return {p: max(0, len(log) - done.get((topic, p), 0)) for p, log in enumerate(self._logs[topic])}
 
     def end_offsets(self, topic: str) -> list[int]:
         with self._cond:

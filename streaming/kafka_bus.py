@@ -74,6 +74,30 @@ class KafkaBus:
         finally:
             admin.close()
 
+    def group_lag(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``: its end offset minus ``group``'s committed offset (the
+        whole partition when the group has committed nothing), read from the broker. Unlike a
+        consumer's own report it is true while the group is dead or re-joining: it grows."""
+        if not self._reachable():
+            raise BusUnavailable(f"kafka: no bootstrap server reachable in {self.bootstrap_servers}")
+        # A consumer with the group's id that never subscribes: it fetches the committed
+        # offsets (OffsetFetch) without joining, so the group is not disturbed.
+        reader = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            request_timeout_ms=int(self.timeout_s * 5000),
+        )
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+            ends = reader.end_offsets(partitions)
+            lag = {tp.partition: max(0, int(ends[tp]) - int(reader.committed(tp) or 0)) for tp in partitions}
+        except KafkaError as exc:
+            raise BusUnavailable(f"kafka: group offsets of {group}: {type(exc).__name__}") from exc
+        finally:
+            reader.close()
+        return lag
+
     def producer(self) -> KafkaBusProducer:
         return KafkaBusProducer(self.bootstrap_servers, self.timeout_s)
 
