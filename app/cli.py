@@ -44,13 +44,25 @@ def serve(settings: Settings) -> int:
 def consume(settings: Settings) -> int:
     if not (settings.redis_url and settings.kafka_bootstrap_servers):
         raise SystemExit("onlinematch consume: REDIS_URL and KAFKA_BOOTSTRAP_SERVERS must both be set")
-    from app.main import Services, consumer_for, ensure_topics
+    from app.main import Services, consumer_for, ensure_topics, watch_group_lag
     from streaming.catalogue import follow_items
 
     services = Services.build(settings)
     ensure_topics(services.bus, settings)
     consumer = consumer_for(services)
     stop = threading.Event()
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        # Every consumer process its own /metrics: batches, apply time, errors, and the group's
+        # lag read from the broker (app.main.watch_group_lag).
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host, registry=services.metrics.registry)
+            print(f"onlinematch consumer metrics on http://{settings.host}:{settings.metrics_port}/metrics", flush=True)
+        except OSError as exc:
+            # Feedback is not held back for want of metrics: this member's absence alert says it.
+            log.warning("consumer_metrics_not_served", port=settings.metrics_port, error=str(exc))
+    threading.Thread(target=watch_group_lag, args=(services, stop), name="group-lag", daemon=True).start()
     # The live catalogue: the items topic replayed into the store, then followed.
     follower = threading.Thread(
         target=follow_items, args=(services.bus, services.store, settings.items_topic, stop), daemon=True

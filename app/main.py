@@ -167,6 +167,24 @@ def ensure_topics(bus: Bus, s: Settings) -> None:
     )
 
 
+def watch_group_lag(services: Services, stop: threading.Event, every_s: float = 10.0) -> None:
+    """Read the group's lag from the broker every ``every_s`` into ``om_consumer_group_lag_records``
+    (``Bus.group_lag``), until ``stop``. Any live member measures it, so it is true while the
+    group re-joins; with no member alive the metric goes stale and the alert on absent
+    consumers fires (``k8s/prometheus/onlinematch-alerts.yml``)."""
+    s, m = services.settings, services.metrics
+    while not stop.is_set():
+        try:
+            lag = services.bus.group_lag(s.consumer_group, s.feedback_topic)
+        except Exception as exc:  # any client error: the next read may work; the timestamp says how old
+            log.warning("group_lag_not_read", error=type(exc).__name__)
+        else:
+            for partition, n in lag.items():
+                m.group_lag.labels(str(partition)).set(n)
+            m.group_lag_measured.set(time.time())
+        stop.wait(every_s)
+
+
 def consumer_for(services: Services) -> FeedbackConsumer:
     s, m = services.settings, services.metrics
 
@@ -179,6 +197,8 @@ def consumer_for(services: Services) -> FeedbackConsumer:
     def on_batch(counts: CounterType[str], size: int, apply_s: float) -> None:
         m.consumer_batch.observe(size)
         m.consumer_apply.observe(apply_s)
+        m.consumer_batches.inc()
+        m.consumer_last_batch.set(time.time())
         for key, n in counts.items():
             if key.startswith("credited_"):
                 m.feedback.labels(key.removeprefix("credited_"), "applied").inc(n)
@@ -191,6 +211,9 @@ def consumer_for(services: Services) -> FeedbackConsumer:
         for partition, n in lag.items():
             m.consumer_lag.labels(str(partition)).set(n)
 
+    def on_error(error: str) -> None:
+        m.consumer_errors.labels(error).inc()
+
     return FeedbackConsumer(
         services.bus,
         services.store,
@@ -202,6 +225,7 @@ def consumer_for(services: Services) -> FeedbackConsumer:
         on_applied=on_applied,
         on_batch=on_batch,
         on_lag=on_lag,
+        on_error=on_error,
     )
 
 

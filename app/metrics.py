@@ -46,6 +46,26 @@ class Metrics:
         self.decisions_dropped = Gauge(
             "om_decision_log_dropped", "Decision records dropped by this process since it started", registry=r
         )
-        self.consumer_lag = Gauge("om_consumer_lag_records", "Records behind per partition", ["partition"], registry=r)
+        self.consumer_lag = Gauge(
+            "om_consumer_lag_records", "Records behind per assigned partition, as this member sees it", ["partition"],
+            registry=r,
+        )  # fmt: skip
+        # Consumer processes (`onlinematch consume`, their own /metrics port):
+        self.consumer_batches = Counter("om_consumer_batches_total", "Batches applied and committed", registry=r)
+        self.consumer_errors = Counter(
+            "om_consumer_errors_total", "Batches retried after a store or broker error", ["error"], registry=r
+        )
+        self.consumer_last_batch = Gauge(
+            "om_consumer_last_batch_timestamp_seconds", "When this member last committed a batch", registry=r
+        )
+        # From the broker (end offset minus the group's committed offset), measured by every live
+        # member: it keeps growing while the group is dead or re-joining, unlike a self-report.
+        self.group_lag = Gauge(
+            "om_consumer_group_lag_records", "Feedback records the group has not committed, per partition",
+            ["partition"], registry=r,
+        )  # fmt: skip
+        self.group_lag_measured = Gauge(
+            "om_consumer_group_lag_timestamp_seconds", "When the group lag was last read from the broker", registry=r
+        )
         self.bundle = Info("om_bundle", "Serving bundle", registry=r)
         self.bundle_age = Gauge("om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r)

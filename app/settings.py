@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # `onlinematch consume` serves its Prometheus metrics on this port (0: none), on HOST.
+    metrics_port: int = Field(9100, ge=0, le=65535)
 
     @field_validator("editor_token", mode="before")
     @classmethod

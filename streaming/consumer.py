@@ -337,6 +337,7 @@ class FeedbackConsumer:
         on_applied: Callable[[list[float]], None] | None = None,
         on_batch: Callable[[Counter[str], int, float], None] | None = None,
         on_lag: Callable[[dict[int, int]], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         retire_every_s: float | None = 300.0,
     ) -> None:
         self._bus = bus
@@ -350,6 +351,7 @@ class FeedbackConsumer:
         self._on_applied = on_applied
         self._on_batch = on_batch
         self._on_lag = on_lag
+        self._on_error = on_error
         self._group = group
         self._lag_reported = 0.0
         self._batch_counts: Counter[str] = Counter()
@@ -392,6 +394,8 @@ class FeedbackConsumer:
             except (BusUnavailable, StoreUnavailable) as exc:
                 self.stats.store_errors += 1
                 log.warning("consumer_batch_retry", error=type(exc).__name__, detail=str(exc)[:200])
+                if self._on_error is not None:
+                    self._on_error(type(exc).__name__)
             if stop is not None and stop.is_set():
                 return 0  # not committed: the group redelivers it
             time.sleep(backoff)

@@ -301,3 +301,26 @@ def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
     # The check can fail: a misspelled name, and a real family with the wrong series suffix.
     assert metrics_in("sum(rate(om_http_request_total[1m]))") - exported == {"om_http_request_total"}
     assert "om_http_request_seconds_total" not in exported
+
+
+def test_alert_rules_fire_on_growing_lag_and_on_no_consumer_and_use_exported_metrics() -> None:
+    (rules_file,) = documents(ROOT / "k8s" / "prometheus" / "onlinematch-alerts.yml")
+    rules = [rule for group in rules_file["groups"] for rule in group["rules"]]
+    assert all({"alert", "expr", "for", "labels", "annotations"} <= set(rule) for rule in rules)
+    by_name = {rule["alert"]: rule["expr"] for rule in rules}
+    # Growing lag is read from the broker's offsets, and the absence of every consumer is its own alert.
+    assert "om_consumer_group_lag_records" in by_name["OnlinematchFeedbackLagGrowing"]
+    assert "deriv(" in by_name["OnlinematchFeedbackLagGrowing"]
+    assert 'absent(up{job="onlinematch-consumer"}' in by_name["OnlinematchNoConsumerAlive"]
+    missing = {name for expr in by_name.values() for name in metrics_in(expr)} - exported_metrics()
+    assert not missing, missing
+
+
+def test_consumers_expose_their_metrics_port_in_every_deploy_file() -> None:
+    consumer = k8s_kinds()[("Deployment", "onlinematch-consumer")]
+    (container,) = consumer["spec"]["template"]["spec"]["containers"]
+    assert {"containerPort": 9100, "name": "metrics"} in container["ports"]
+    assert consumer["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    (compose,) = documents(ROOT / "docker-compose.yml")
+    assert "9100" in compose["services"]["consumer"]["expose"]
+    assert Settings().metrics_port == 9100  # the port the files name is the default one
