@@ -11,16 +11,17 @@ import threading
 import time
 import uuid
 from collections import Counter as CounterType
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import Operators
 from app.catalogue import CatalogueEditor
@@ -268,6 +269,51 @@ def openapi(app: FastAPI, generate: Callable[[], dict[str, Any]]) -> dict[str, A
     return app.openapi_schema
 
 
+class Observe:
+    """Request id, metrics and the access line, as a pure ASGI middleware: Starlette's
+    ``@app.middleware("http")`` wraps each request in extra tasks and a streamed body, a cost
+    paid on every request (issue 12's profile). Access lines are debug-level: one JSON line per
+    request buried the lines that matter (issue 11)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}  # (route, status) → metric children
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        claimed = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = claimed.decode("latin-1")[:64] or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            svc: Services | None = getattr(scope["app"].state, "services", None)
+            if svc is not None:
+                children = self._children.get((path, status))
+                if children is None:
+                    label = str(status)
+                    children = (svc.metrics.requests.labels(path, label), svc.metrics.latency.labels(path, label))
+                    self._children[(path, status)] = children
+                children[0].inc()
+                children[1].observe(elapsed)
+            log.debug("http_request", method=scope["method"], route=path, status=status, ms=round(elapsed * 1000, 2))
+            structlog.contextvars.clear_contextvars()
+
+
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """Build the app; ``services`` may be injected (tests), else they are built from ``settings``."""
 
@@ -325,27 +371,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def no_bundle(request: Request, exc: NoBundle) -> JSONResponse:
         return problem(503, "No model bundle", str(exc), retry_after=settings.retry_after_s)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Request-ID"] = request_id
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            svc: Services | None = getattr(request.app.state, "services", None)
-            elapsed = time.perf_counter() - start
-            if svc is not None:
-                svc.metrics.requests.labels(path, str(status)).inc()
-                svc.metrics.latency.labels(path, str(status)).observe(elapsed)
-            log.info("http_request", method=request.method, route=path, status=status, ms=round(elapsed * 1000, 2))
-            structlog.contextvars.clear_contextvars()
+    app.add_middleware(Observe)
 
     from app.routes import router
 
