@@ -78,7 +78,7 @@ def consume(settings: Settings) -> int:
 def demo(settings: Settings, rate: float, retrain_every: str = "10m") -> int:
     import uvicorn
 
-    from app.demo import DEMO_WORLD, ensure_demo_bundle, retrain_every_period, simulate_users
+    from app.demo import DEMO_WORLD, DemoTally, ensure_demo_bundle, print_progress, retrain_every_period, simulate_users
     from app.main import create_app
     from bandits.world import World
     from offline.bundle import current_version
@@ -94,17 +94,30 @@ def demo(settings: Settings, rate: float, retrain_every: str = "10m") -> int:
     print(f"  API       {url}/v1/recommend", flush=True)
     print(f"  metrics   {url}/metrics", flush=True)
     print(f"  readiness {url}/readyz", flush=True)
+    token = settings.operator_token.get_secret_value()
+    print(f"  dashboard {url}/dashboard  (operator token: {token})", flush=True)
     if period is not None:
         print(f"  retrains  every {retrain_every} on what was served and clicked (--retrain-every off to stop)")
     stop = threading.Event()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+
+    class DemoServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            stop.set()  # the simulated users stop before the server closes their connections
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]  # uvicorn types the frame loosely
+
+    server = DemoServer(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+    tally = DemoTally()
     users = threading.Thread(
         target=_after_start,
-        args=(server, lambda: simulate_users(url, world, stop, settings.operator_token.get_secret_value(), rate)),
+        args=(server, lambda: simulate_users(url, world, stop, token, rate, tally=tally)),
         daemon=True,
     )
     users.start()
+    progress = threading.Thread(
+        target=_after_start, args=(server, lambda: print_progress(tally, app.state.services.metrics, stop)), daemon=True
+    )
+    progress.start()
     if period is not None:
         topics = (settings.decisions_topic, settings.feedback_topic)
         refresher = threading.Thread(
@@ -118,8 +131,11 @@ def demo(settings: Settings, rate: float, retrain_every: str = "10m") -> int:
         refresher.start()
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already shut down on gracefully
     finally:
         stop.set()
+    print("onlinematch demo: stopped", flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import httpx
 import numpy as np
 import structlog
 
+from app.metrics import Metrics
 from bandits.world import World, WorldConfig
 from offline.bundle import ITEM_TOWER, current_version, publish
 from streaming.bus import Bus
@@ -180,8 +182,59 @@ def retrain_every_period(period_s: float, root: Path, bus: Bus, topics: tuple[st
 DEMO_SURFACE = {"policy": "diag_linucb", "alpha": 0.2, "explore_slots": 1, "explore_traffic": 0.3}
 
 
+@dataclass
+class DemoTally:
+    """What the simulated users did, for the demo's progress line."""
+
+    requests: int = 0
+    slots: int = 0
+    explored: int = 0
+    clicks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, slots: int, explored: int, clicks: int) -> None:
+        with self.lock:
+            self.requests += 1
+            self.slots += slots
+            self.explored += explored
+            self.clicks += clicks
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        with self.lock:
+            return self.requests, self.slots, self.explored, self.clicks
+
+
+def print_progress(tally: DemoTally, metrics: Metrics, stop: threading.Event, every_s: float = 5.0) -> None:
+    """One short line every ``every_s``: requests/s, CTR per slot, realised exploration, and the
+    mean learning freshness (event → applied in the store) over the interval."""
+    last, last_fresh = tally.snapshot(), _freshness(metrics)
+    while not stop.wait(every_s):
+        now, fresh = tally.snapshot(), _freshness(metrics)
+        requests, slots, explored, clicks = (a - b for a, b in zip(now, last, strict=True))
+        n_fresh, sum_fresh = fresh[0] - last_fresh[0], fresh[1] - last_fresh[1]
+        freshness = f"{1000 * sum_fresh / n_fresh:.0f} ms" if n_fresh else "-"
+        print(
+            f"demo: {requests / every_s:5.1f} req/s  CTR {clicks / max(slots, 1):6.2%}  "
+            f"explored {explored / max(slots, 1):5.1%}  freshness {freshness}",
+            flush=True,
+        )
+        last, last_fresh = now, fresh
+
+
+def _freshness(metrics: Metrics) -> tuple[float, float]:
+    count = metrics.registry.get_sample_value("om_feedback_freshness_seconds_count") or 0.0
+    total = metrics.registry.get_sample_value("om_feedback_freshness_seconds_sum") or 0.0
+    return count, total
+
+
 def simulate_users(
-    base_url: str, world: World, stop: threading.Event, token: str, rate_per_s: float = 20.0, k: int = 4
+    base_url: str,
+    world: World,
+    stop: threading.Event,
+    token: str,
+    rate_per_s: float = 20.0,
+    k: int = 4,
+    tally: DemoTally | None = None,
 ) -> None:
     """Users from ``world`` ask for ``k`` items and click with the world's true probabilities."""
     rng = np.random.default_rng(world.config.seed + 1)
@@ -209,6 +262,9 @@ def simulate_users(
                 ]  # fmt: skip
                 if events:
                     client.post("/v1/feedback", json={"events": events})
+                if tally is not None:
+                    explored = sum(bool(i.get("explored")) for i in rec.get("items", []))
+                    tally.add(len(items), explored, len(events) - len(items))
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 if stop.is_set():
                     return

@@ -31,8 +31,10 @@ from collections.abc import Sequence
 
 from streaming.stores import Increment, Store, StoreUnavailable
 
-LATENCY_MS = (5, 10, 20, 50, 100, 250, 1000)
-FRESHNESS_MS = (100, 250, 500, 1000, 2000, 5000, 30000)
+# Roughly 1-2-3-5 steps, read with interpolation inside a bucket (``quantile``): the first
+# freshness histogram's lowest edge was 100 ms, and its p99 drew a flat line on that edge.
+LATENCY_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
+FRESHNESS_MS = (10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000)
 AGE_BUCKETS = (("lt_1h", 3600.0), ("lt_1d", 86400.0), ("lt_7d", 7 * 86400.0), ("older", math.inf))
 FRESH_AGE_S = 86400.0
 FRESH_IMPRESSIONS = 50
@@ -50,17 +52,28 @@ def age_bucket(age_s: float) -> str:
 
 
 def quantile(counts: dict[str, int], prefix: str, bounds: Sequence[int], q: float) -> float | None:
-    """Upper bound (ms) of the histogram bucket holding quantile ``q``; None without data."""
+    """Quantile ``q`` (ms) of a bucketed histogram, interpolated linearly inside the bucket that
+    holds it (from 0 for the first); past the last bound, twice the last bound. None without data.
+
+    >>> quantile({"x_le_10": 2, "x_le_20": 2}, "x", (10, 20), 0.75)
+    15.0
+    >>> quantile({"x_le_inf": 1}, "x", (10, 20), 0.5)
+    40.0
+    """
     edges = [*bounds, math.inf]
     series = [counts.get(f"{prefix}_le_{b if b != math.inf else 'inf'}", 0) for b in edges]
     total = sum(series)
     if total == 0:
         return None
-    running = 0
+    target = q * total
+    running, low = 0, 0.0
     for edge, n in zip(edges, series, strict=True):
+        if n and running + n >= target:
+            if edge == math.inf:
+                return float(bounds[-1]) * 2
+            return low + (float(edge) - low) * (target - running) / n
         running += n
-        if running >= q * total:
-            return float(edge) if edge != math.inf else float(bounds[-1]) * 2
+        low = float(edge)
     return None
 
 

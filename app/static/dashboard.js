@@ -81,7 +81,8 @@ function chartsFor(name, s, minutes) {
     ["CTR: explored vs exploited", [
       { name: "explored", values: z.ctr_explored }, { name: "exploited", values: z.ctr_exploited }]],
     ["Fresh-item discovery: impressions by item age", ages],
-    ["Fresh items reaching 50 impressions", [{ name: "per minute", values: z.fresh_items_reached_50 }]],
+    ["Fresh items reaching 50 impressions (counted at the 50th, while under a day old; 0 until one gets there)",
+      [{ name: "per minute", values: z.fresh_items_reached_50 }]],
     ["Learning freshness (event → Redis), ms", [
       { name: "p50", values: z.freshness_p50_ms }, { name: "p99", values: z.freshness_p99_ms },
       { name: "dead letters", values: z.dead_letters }]],

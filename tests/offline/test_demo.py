@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.demo import ensure_demo_bundle, retrain, world_history
@@ -65,3 +68,23 @@ def test_the_demo_bundle_is_trained_by_the_job_and_refreshed_from_what_was_serve
         else:  # the gate kept the serving bundle, and said why
             assert "below the current bundle" in report.reason and current_version(root) == first
         assert report.metrics["warm_start"] == f"warm: from {first}"
+
+
+def test_the_demo_progress_line_reports_the_interval_not_the_total(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.demo import DemoTally, print_progress
+    from app.metrics import Metrics
+
+    tally, metrics, stop = DemoTally(), Metrics(), threading.Event()
+    tally.add(4, 4, 4)  # before the first snapshot: not in any interval
+    thread = threading.Thread(target=print_progress, args=(tally, metrics, stop, 0.5), daemon=True)
+    thread.start()
+    time.sleep(0.1)
+    for _ in range(10):  # 10 requests of 4 slots, 1 explored and 2 clicked each
+        tally.add(4, 1, 2)
+    metrics.freshness.observe(0.010)
+    metrics.freshness.observe(0.030)
+    time.sleep(0.7)
+    stop.set()
+    thread.join(timeout=2)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.split() == ["demo:", "20.0", "req/s", "CTR", "50.00%", "explored", "25.0%", "freshness", "20", "ms"]

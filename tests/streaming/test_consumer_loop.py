@@ -334,3 +334,31 @@ def test_the_broker_reports_group_lag_that_grows_while_no_member_is_alive() -> N
     assert sum(infra.bus.group_lag(infra.group, infra.topic).values()) == 0
     publish(infra, [], events[:7])  # no member alive now
     assert sum(infra.bus.group_lag(infra.group, infra.topic).values()) == 7
+
+
+def test_fresh_items_reaching_50_impressions_match_a_hand_count() -> None:
+    """The dashboard's "fresh items reaching 50 impressions": by hand, one item (fresh, 60
+    impressions) crosses the line; one fresh item stops at 49; an old item's 60 do not count.
+    Batches of 7 make the crossing land inside a batch, not on its edge."""
+    suffix = uuid.uuid4().hex[:8]
+    infra = Infra(MemoryBus(), MemoryStore(), f"feedback-{suffix}", f"dlq-{suffix}", f"group-{suffix}", "memory", "v")
+    contexts, events = [], []
+    ages = {"new-a": 3600.0, "new-b": 7200.0, "old": 10 * 86400.0}
+    for r in range(60):
+        rid = f"fresh-{r}"
+        items = dict.fromkeys(ages, (0.1, False))
+        contexts.append(RequestContext(rid, "home", infra.version, [0], [1.0], items, 0.0, ages=dict(ages)))
+        for item in ages:
+            if item != "new-b" or r < 49:
+                events.append(FeedbackEvent(f"{rid}-{item}", rid, item, "impression", 0.0, time.time()))
+    publish(infra, contexts, events)
+    publish(infra, [], events[:30])  # redelivered duplicates: counted once
+    consumer = infra.consumer(max_records=7)
+    try:
+        drain([consumer], len(events) + 30)
+    finally:
+        consumer.close()
+    minute = int(time.time() // 60)
+    rows = infra.store.read_stats("home", [minute - 1, minute])
+    assert sum(row.get("fresh50", 0) for row in rows) == 1
+    assert sum(row.get("imp_age_lt_1d", 0) for row in rows) == 60 + 49
