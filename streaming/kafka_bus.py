@@ -26,6 +26,7 @@ from streaming.bus import BusUnavailable, CommitFailed, Message, Record
 log = structlog.get_logger(__name__)
 
 FAIL_FAST_S = 5.0
+RESEND_PAUSE_S = 0.5  # between resends of a decision record while the broker cannot be reached
 
 
 class KafkaBus:
@@ -111,7 +112,12 @@ class KafkaBus:
 
 class KafkaBusProducer:
     """Feedback waits for ``acks=all``; decision logs go through a bounded queue drained by a
-    background thread, so no Kafka call (kafka-python may block on metadata) is on a request path."""
+    background thread, so no Kafka call (kafka-python may block on metadata) is on a request path.
+
+    A decision record that the broker does not take is queued again and resent until it lands:
+    ``onlinematch rebuild`` replays the decisions, and feedback on a request whose decision is
+    missing is credited live but cannot be replayed. Only a full queue drops one (counted in
+    ``dropped``). A resent record may land twice; readers key decisions by request id."""
 
     QUEUE_SIZE = 10_000
 
@@ -124,6 +130,7 @@ class KafkaBusProducer:
         self._queue: queue.Queue[Message | None] = queue.Queue(self.QUEUE_SIZE)
         self._drainer: threading.Thread | None = None
         self.dropped = 0
+        self.resent = 0
 
     def _get(self) -> KafkaProducer:
         # Created lazily so the service starts (and degrades) while the broker is down; after a
@@ -136,6 +143,12 @@ class KafkaBusProducer:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self._servers,
                         acks="all",
+                        # Not idempotent: kafka-python 3.0's idempotent producer, after a batch
+                        # expires while the broker stalls, resets its producer id without asking
+                        # for a new one and never sends again (found by `make soak`). Duplicates
+                        # it would have prevented are harmless here: feedback is deduplicated by
+                        # event and credit, decisions by request id.
+                        enable_idempotence=False,
                         linger_ms=25,  # decision logs batch up; feedback flushes explicitly
                         retries=3,
                         max_block_ms=int(self._timeout_s * 1000),
@@ -173,9 +186,19 @@ class KafkaBusProducer:
     def _drain(self) -> None:
         while (message := self._queue.get()) is not None:
             try:
-                self._get().send(message.topic, key=message.key, value=message.value).add_errback(self._dropped)
+                future = self._get().send(message.topic, key=message.key, value=message.value)
+                future.add_errback(lambda exc, m=message: self._again(m, exc))
             except (KafkaError, BusUnavailable) as exc:
-                self._dropped(exc)
+                self._again(message, exc)
+                time.sleep(RESEND_PAUSE_S)  # the broker is down: do not spin on the queue
+
+    def _again(self, message: Message, exc: Any) -> None:
+        """Queue a record the broker did not take for another send; drop it only if full."""
+        self.resent += 1
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self._dropped(exc)
 
     def _dropped(self, exc: Any) -> None:
         self.dropped += 1

@@ -41,8 +41,9 @@ delete-retention topics.
 
 Known differences from the live view
 ------------------------------------
-- Decision records are sent without waiting (``send_nowait``, counted when dropped); feedback on
-  a request whose decision was dropped was credited live but is not here
+- Decision records are sent without waiting (``send_nowait``) and resent until the broker takes
+  them; only a full queue (10,000 records) drops one, counted in ``om_decision_log_dropped``.
+  Feedback on a request whose decision was dropped was credited live but is not here
   (``missing_decision`` in the report).
 - A calibration delta that a rebalance overlap made conflict is dropped live
   (``streaming/consumer.py``), and not here.
