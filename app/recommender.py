@@ -284,6 +284,29 @@ def embedded_priors(bundle: Bundle, u: FloatArray, v: FloatArray, bias: FloatArr
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
+class Breaker:
+    """Skip a dependency for ``cool_s`` after it failed: ``recommend`` runs on the event loop,
+    where each call to a store that hangs would hold every request for a whole timeout. While
+    open, callers degrade as if the call had failed; the first call after the cool-off probes.
+
+    >>> b = Breaker(60.0); b.open
+    False
+    >>> b.failed(); b.open
+    True
+    """
+
+    def __init__(self, cool_s: float) -> None:
+        self._cool_s = cool_s
+        self._until = 0.0
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def failed(self) -> None:
+        self._until = time.monotonic() + self._cool_s
+
+
 class Recommender:
     def __init__(
         self,
@@ -309,6 +332,7 @@ class Recommender:
         self._catalogue = LiveCatalogue(store)
         self._featureless: tuple[str, FloatArray | None] | None = None
         self._popularity: tuple[str, IntArray] | None = None
+        self._breaker = Breaker(settings.store_cool_off_s)
 
     def _groups(self, bundle: Bundle) -> IntArray:
         """Each item row's popularity group (``bandits.calibration.popularity_groups``), per bundle."""
@@ -359,6 +383,20 @@ class Recommender:
             return default
         return min(default, float(embedded_priors(bundle, u, cached[1][None, :])[0]))
 
+    def _gather(self, version: str, ids: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
+        try:
+            return self._store.gather_live(version, ids, coords)
+        except StoreUnavailable:
+            self._breaker.failed()
+            raise
+
+    def _put_context(self, ctx: RequestContext) -> None:
+        try:
+            self._store.put_context(ctx, self._s.attribution_window_s)
+        except StoreUnavailable:
+            self._breaker.failed()
+            raise
+
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
         if rng is None:
@@ -399,7 +437,9 @@ class Recommender:
         if config.pooled:
             coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
-            w2, b, seq = self._store.gather_live(bundle.version, ids, coords)
+            if self._breaker.open:
+                raise StoreUnavailable("skipped: the store failed within the cool-off")
+            w2, b, seq = self._gather(bundle.version, ids, coords)
         except StoreUnavailable:
             self._metrics.store_errors.labels("gather").inc()
             reasons.append("statistics_unavailable")
@@ -419,9 +459,14 @@ class Recommender:
         if not ids:
             return Recommendation(uuid.uuid4().hex, bundle.version, [], bool(reasons), reasons)
 
-        known = np.array([bundle.item_index.get(i, -1) for i in ids], dtype=np.int64)
-        live = np.array([view.index.get(i, -1) if r < 0 else -1 for i, r in zip(ids, known, strict=True)])
-        mask, is_live = known >= 0, live >= 0
+        index = bundle.item_index
+        known = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        mask = known >= 0
+        live = np.full(len(ids), -1, dtype=np.int64)
+        if len(view.ids) and not mask.all():
+            outside = np.flatnonzero(~mask)
+            live[outside] = [view.index.get(ids[j], -1) for j in outside.tolist()]
+        is_live = live >= 0
         raw = np.full(len(ids), self._unknown_prior(bundle, u))
         if mask.any():
             raw[mask] = priors(bundle, u, known[mask])
@@ -491,6 +536,8 @@ class Recommender:
             curve=[round(float(x), 6) for x in exam.tolist()],
             pool=int(coords[-1]) if config.pooled else -1,
             rewards=(config.reward_min, config.reward_max),
+            explore_coin=explore,
+            explore_p=-1.0 if reasons else float(config.explore_traffic),
         )
         if not self._bundles.reported(bundle.version):
             # Without a report that landed, feedback on this request could reach a namespace
@@ -498,20 +545,25 @@ class Recommender:
             reasons.append("version_unreported")
         else:
             try:
-                self._store.put_context(ctx, self._s.attribution_window_s)
+                if self._breaker.open:
+                    raise StoreUnavailable("skipped: the store failed within the cool-off")
+                self._put_context(ctx)
             except StoreUnavailable:
                 self._metrics.store_errors.labels("put_context").inc()
                 reasons.append("context_not_stored")
         self._log_decision(ctx, config.count_served_as_impressions)
-        for item in served:
-            self._metrics.recommendations.labels(surface, str(item.explored).lower()).inc()
+        n_explored = sum(s.explored for s in served)
+        if n_explored:
+            self._metrics.recommendations.labels(surface, "true").inc(n_explored)
+        if len(served) > n_explored:
+            self._metrics.recommendations.labels(surface, "false").inc(len(served) - n_explored)
         for reason in reasons:
             self._metrics.degraded.labels(reason).inc()
         log.debug("recommendation", decision_id=request_id, surface=surface, items=len(served), degraded=reasons)
         c = self._counters
         c.add(surface, "req")
         c.add(surface, "slots", len(served))
-        c.add(surface, "explored", sum(s.explored for s in served))
+        c.add(surface, "explored", n_explored)
         c.add(surface, "degraded", int(bool(reasons)))
         c.add(surface, bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS))
         return Recommendation(request_id, bundle.version, served, bool(reasons), reasons, unknown)

@@ -164,8 +164,12 @@ def client_address(request: Request, settings: Settings) -> str:
     responses={400: BAD_BODY, 422: INVALID, 503: NO_BUNDLE},
 )
 async def recommend(body: RecommendRequest, svc: ServicesDep) -> RecommendResponse:
-    rec = await run_in_threadpool(
-        svc.recommender.recommend,
+    # On the event loop, not in the thread pool: a request is CPU-bound (the GIL serialises it
+    # anyway) and its two Redis calls are sub-millisecond on a healthy store, while the hop and
+    # the GIL hand-offs between pool threads cost a quarter of the request's CPU (bench-serve).
+    # A store that stops answering is skipped for a while (Recommender's breaker), so it cannot
+    # hold the loop for more than one timeout per cool-off.
+    rec = svc.recommender.recommend(
         body.user_id,
         body.surface,
         body.k,

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     lam: float = Field(1.0, gt=0)
     redis_timeout_s: float = Field(0.25, gt=0)
+    # After a failed statistics read or context write, requests skip the store for this long
+    # (served from priors, flagged degraded): they run on the event loop (app/routes.py).
+    store_cool_off_s: float = Field(1.0, ge=0)
     kafka_timeout_s: float = Field(2.0, gt=0)
     retry_after_s: int = Field(5, ge=1)
     # Feedback rate limits (events per second and burst), shared by every replica through the

@@ -171,6 +171,12 @@ class RequestContext:
     # The surface's reward bounds when it was served: the consumer clips every reward to them,
     # so no event can teach more than the surface allows (its settings may change later).
     rewards: tuple[float, float] = (0.0, 1.0)
+    # The explore coin (the only randomisation of a slate given the statistics): its outcome,
+    # and the probability ``explore_p`` (the surface's ``explore_traffic`` then) that it would
+    # come up explore. ``explore_p`` is -1 when no coin was tossed (a degraded response never
+    # explores), so off-policy estimates (bandits/whatif.py) leave such requests out.
+    explore_coin: bool = False
+    explore_p: float = -1.0
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -193,6 +199,8 @@ class RequestContext:
                 "pool": self.pool,
                 "groups": self.groups,
                 "rewards": list(self.rewards),
+                "explore_coin": self.explore_coin,
+                "explore_p": self.explore_p,
             }
         )
 
@@ -218,4 +226,6 @@ class RequestContext:
             pool=int(raw.get("pool", -1)),
             rewards=_bounds(raw.get("rewards", (0.0, 1.0))),
             groups={k: int(v) for k, v in raw.get("groups", {}).items()},
+            explore_coin=bool(raw.get("explore_coin", False)),
+            explore_p=float(raw.get("explore_p", -1.0)),
         )

@@ -390,3 +390,34 @@ def test_a_pool_prior_too_weak_to_compute_with_is_refused(client: TestClient) ->
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "lam_pool"
     assert client.put("/v1/admin/surfaces/tiny", json={"lam_pool": 1e-3}, headers=AUTH).status_code == 200
     assert client.post("/v1/recommend", json={"user_id": "u", "surface": "tiny"}).status_code == 200
+
+
+def test_a_failing_store_is_skipped_for_the_cool_off_then_probed_again(bundle_dir: Path) -> None:
+    """Recommendations run on the event loop (app/routes.py): after a store failure, requests
+    within ``store_cool_off_s`` must not call the store at all (a hanging Redis would otherwise
+    hold every request for a timeout), and the first one after it must try again."""
+    from app.main import create_app
+    from streaming.stores import StoreUnavailable
+    from tests.app.conftest import settings_for
+
+    with TestClient(create_app(settings_for(bundle_dir, store_cool_off_s=0.5))) as c:
+        store = c.app.state.services.store  # type: ignore[attr-defined]  # FastAPI types app as ASGIApp
+        calls: list[str] = []
+        real_gather = store.gather_live
+
+        def gather(*args: Any) -> Any:
+            calls.append("gather")
+            if len(calls) == 1:
+                raise StoreUnavailable("down")
+            return real_gather(*args)
+
+        store.gather_live = gather
+        first = recommend(c, user_id="u1", k=3)
+        assert first["degraded"] and "statistics_unavailable" in first["degraded_reasons"]
+        skipped = recommend(c, user_id="u1", k=3)
+        assert skipped["degraded"] and "context_not_stored" in skipped["degraded_reasons"]
+        assert calls == ["gather"]  # the second request did not touch the store
+        time.sleep(0.6)
+        again = recommend(c, user_id="u1", k=3)
+        assert not again["degraded"], again
+        assert calls == ["gather", "gather"]
