@@ -349,8 +349,9 @@ class Recommender:
 
     def _retrieve(
         self, bundle: Bundle, view: LiveView, context: SparseContext, config: SurfaceConfig, rng: np.random.Generator
-    ) -> list[str]:
-        """Retrieval mode's candidate ids: the bundle's (``candidate_rows``) and the live items
+    ) -> tuple[list[str], IntArray]:
+        """Retrieval mode's candidate ids (N,) with their bundle rows (N,), -1 for an id not in
+        the bundle: the bundle's candidates (``candidate_rows``) and the live items
         that the request's clusters take or the fresh draw picks (``app/catalogue.py``)."""
         trending_rows = self._trending.rows(bundle, config.trending_per_request)
         # Half the fresh budget goes to items published since the bundle, when there are any:
@@ -365,11 +366,18 @@ class Recommender:
             config.popular_per_request,
             trending_rows,
         )
-        ids = [str(x) for x in bundle.arrays["item_ids"][rows].tolist()]
+        # id → bundle row (-1: not in the bundle), in candidate order: the rows are known here,
+        # so scoring need not look each id up again (a dictionary probe per candidate into a
+        # catalogue-sized index was a sixth of a retrieval request's CPU).
+        found = dict(zip(bundle.arrays["item_ids"][rows].tolist(), rows.tolist(), strict=True))
         if len(view.ids):
-            ids += [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]
-            ids += [i for i in self._trending.ids(bundle.version, config.trending_per_request) if i in view.index]
-        return list(dict.fromkeys(ids))
+            index = bundle.item_index
+            live = [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]
+            live += [i for i in self._trending.ids(bundle.version, config.trending_per_request) if i in view.index]
+            for i in live:
+                if i not in found:
+                    found[i] = index.get(i, -1)
+        return list(found), np.fromiter(found.values(), dtype=np.int64, count=len(found))
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
         """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
@@ -422,14 +430,17 @@ class Recommender:
         rng = self._rng()
         view = self._catalogue.view(bundle)
         self._metrics.live_items.set(len(view.ids))
+        known: IntArray | None = None  # each id's bundle row, when retrieval already has them
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            ids = self._retrieve(bundle, view, context, config, rng)
-        ids = [i for i in ids if i not in view.deleted]
-        if exclude:
-            excluded = set(exclude)
-            ids = [i for i in ids if i not in excluded]
+            ids, known = self._retrieve(bundle, view, context, config, rng)
+        drop = view.deleted | set(exclude) if exclude else view.deleted
+        if drop:
+            kept = [n for n, i in enumerate(ids) if i not in drop]
+            if len(kept) < len(ids):
+                ids = [ids[n] for n in kept]
+                known = None if known is None else known[kept]
 
         # With pooling, the last coordinate is the item-level pool (bandits/pooled.py): one
         # past the clusters, so dense and never a cluster id.
@@ -454,13 +465,15 @@ class Recommender:
             if not keep.all():
                 ids = [i for i, k in zip(ids, keep.tolist(), strict=True) if k]
                 w2, b = w2[keep], b[keep]
+                known = None if known is None else known[keep]
         if self._catalogue.stale:
             reasons.append("catalogue_stale")
         if not ids:
             return Recommendation(uuid.uuid4().hex, bundle.version, [], bool(reasons), reasons)
 
-        index = bundle.item_index
-        known = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        if known is None:
+            index = bundle.item_index
+            known = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
         mask = known >= 0
         live = np.full(len(ids), -1, dtype=np.int64)
         if len(view.ids) and not mask.all():
