@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from app.main import Services
 from app.surfaces import SurfaceConfig
-from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, minute_of, quantile
+from bandits.whatif import EXPLORE, GREEDY, what_if
+from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, coin_sums_of, minute_of, quantile
 from streaming.stores import StoreUnavailable
+
+# The what-if dial's values of explore_traffic, beside the current one: production runs 1-6%,
+# and past a half the slates are mostly exploration.
+WHATIF_GRID = tuple(round(0.05 * n, 2) for n in range(11))
 
 
 def _series(rows: list[dict[str, int]], name: str) -> list[int]:
@@ -30,6 +36,40 @@ def exploration_budget(config: SurfaceConfig, slots: list[int], requests: list[i
         k = n_slots / n_req
         out.append(round(config.explore_traffic * min(config.explore_slots, k) / k, 4))
     return out
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)
+
+
+def whatif_curve(rows: list[dict[str, int]], config: SurfaceConfig) -> dict[str, Any]:
+    """Clicks per request at each ``explore_traffic`` of ``WHATIF_GRID`` and the current one,
+    estimated over the window's explore coins (SNIPS with its 95% interval, ``bandits/whatif.py``;
+    None where not estimable, with the reason), and the realised value of the requests served at
+    the current setting (their plain mean and its interval)."""
+    current = float(config.explore_traffic)
+    grid = sorted({*WHATIF_GRID, current})
+    sums, seen = coin_sums_of(rows)
+    est = what_if(sums, grid)
+    here, _ = coin_sums_of(rows, only_p=current)
+    # At q = p every weight is 1: IPS is the plain mean of those requests, interval and all.
+    realised = what_if(here, [current])
+    return {
+        "explore_traffic": grid,
+        "clicks_per_request": [_number(x) for x in est.snips.tolist()],
+        "low": [_number(x) for x in est.snips_low.tolist()],
+        "high": [_number(x) for x in est.snips_high.tolist()],
+        "not_estimable": list(est.reasons),
+        "current": current,
+        "realised": {
+            "clicks_per_request": _number(float(realised.ips[0])),
+            "low": _number(float(realised.ips_low[0])),
+            "high": _number(float(realised.ips_high[0])),
+            "requests": here.requests,
+        },
+        "requests": {"explore": round(float(sums.n[EXPLORE])), "greedy": round(float(sums.n[GREEDY]))},
+        "settings_seen": seen,
+    }
 
 
 def surface_series(rows: list[dict[str, int]], config: SurfaceConfig) -> dict[str, Any]:
@@ -75,6 +115,7 @@ def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
             body["surfaces"][name] = {
                 "config": config.model_dump(),
                 "series": surface_series(rows_by_name[name], config),
+                "whatif": whatif_curve(rows_by_name[name], config),
                 "learnt": svc.recommender.learnt_model(name) if bundle else None,
             }
         unknown = svc.store.read_stats("_unknown", window)

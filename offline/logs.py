@@ -12,7 +12,16 @@ user_id           the decision's ``user_id``
 item_id           the served item
 timestamp         the decision's time (epoch seconds): the temporal split is by serving time
 reward            1 if the item was clicked or got a reward event with value > 0, else 0
+explore_coin      1 if the request's explore coin came up explore, else 0
+explore_p         the coin's probability of exploring when it was served (the surface's
+                  ``explore_traffic``), -1 where no coin was tossed (a degraded response) or
+                  the decision predates the field: the propensity for off-policy estimates
+                  (``bandits/whatif.py``)
 ================  ===========================================================================
+
+The trainer reads the contract's columns by name (``offline.data.load_interactions``) and
+ignores the two coin columns; they are there so that an offline evaluation of another
+``explore_traffic`` can run on the same export.
 
 Shown means an impression, click or reward event arrived for the item (a click implies its
 impression, as in the consumer). Served items without any event are not rows: the client may
@@ -33,20 +42,32 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from offline.data import DataError, read_rows
 from streaming.bus import Bus, read_to_end
 from streaming.catalogue import ItemRecord
 from streaming.events import EventError, FeedbackEvent, RequestContext
 
-HEADER = ("user_id", "item_id", "timestamp", "reward")
+HEADER = ("user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p")
+
+
+class LogRow(NamedTuple):
+    """One shown (request, item): the columns of ``HEADER``."""
+
+    user_id: str
+    item_id: str
+    timestamp: float
+    reward: float
+    explore_coin: bool
+    explore_p: float
 
 
 @dataclass(frozen=True)
 class LogJoin:
     """The joined rows and what was skipped, and why."""
 
-    rows: list[tuple[str, str, float, float]]
+    rows: list[LogRow]
     decisions: int
     events: int
     unknown_request: int  # events whose decision is not in the log (or not for that item)
@@ -68,10 +89,11 @@ def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
     """Join decision records and feedback events (raw topic values) into interaction rows.
 
     >>> shown = {"a": (0.1, False), "b": (0.2, True)}  # item -> (prior, explored)
-    >>> ctx = RequestContext("r1", "default", "v1", [0], [1.0], shown, 10.0, user_id="u")
+    >>> ctx = RequestContext("r1", "default", "v1", [0], [1.0], shown, 10.0, user_id="u",
+    ...                      explore_coin=True, explore_p=0.05)
     >>> ev = FeedbackEvent("e1", "r1", "b", "click", 1.0, 11.0)
     >>> join_logs([ctx.encode()], [ev.encode()]).rows
-    [('u', 'b', 10.0, 1.0)]
+    [LogRow(user_id='u', item_id='b', timestamp=10.0, reward=1.0, explore_coin=True, explore_p=0.05)]
     """
     served: dict[str, RequestContext] = {}
     malformed = anonymous = 0
@@ -104,13 +126,16 @@ def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
         key = (event.request_id, event.item_id)
         shown[key] = max(shown.get(key, 0.0), 1.0 if positive else 0.0)
     rows = sorted(
-        ((served[r].user_id, item, served[r].ts, reward) for (r, item), reward in shown.items()),
-        key=lambda row: (row[2], row[0], row[1]),
+        (
+            LogRow(served[r].user_id, item, served[r].ts, reward, served[r].explore_coin, served[r].explore_p)
+            for (r, item), reward in shown.items()
+        ),
+        key=lambda row: (row.timestamp, row.user_id, row.item_id),
     )
     return LogJoin(rows, n_decisions, n_events, unknown, anonymous, malformed)
 
 
-def write_interactions(rows: Iterable[tuple[str, str, float, float]], path: Path) -> Path:
+def write_interactions(rows: Iterable[LogRow], path: Path) -> Path:
     """Write rows in the contract's columns, atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -118,7 +143,7 @@ def write_interactions(rows: Iterable[tuple[str, str, float, float]], path: Path
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(HEADER)
-            writer.writerows((u, i, repr(t), repr(r)) for u, i, t, r in rows)
+            writer.writerows((u, i, repr(t), repr(r), int(x), repr(p)) for u, i, t, r, x, p in rows)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,7 +41,17 @@ from bandits.checks import FloatArray, IntArray
 from bandits.pooled import trending_scores
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
 from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
-from streaming.opstats import FRESH_AGE_S, FRESH_IMPRESSIONS, FRESHNESS_MS, Counters, age_bucket, bucket
+from streaming.opstats import (
+    FRESH_AGE_S,
+    FRESH_IMPRESSIONS,
+    FRESHNESS_MS,
+    Counters,
+    age_bucket,
+    bucket,
+    clicks_sq_increment,
+    coin_credits,
+    coin_field,
+)
 from streaming.stores import TRENDING_KEEP, Applied, ItemDelta, Store, StoreUnavailable, retire_versions
 
 log = structlog.get_logger(__name__)
@@ -439,15 +449,30 @@ class FeedbackConsumer:
         self.stats.last_apply_s = time.perf_counter() - start
         self.stats.counts.update(batch_counts)
         self._batch_counts = batch_counts
-        self._count(ops)
+        self._count(ops, contexts)
         applied_ts = [ts for work in ops for _, ts in work.surface_ts]
         if self._on_applied is not None and applied_ts:
             self._on_applied(applied_ts)
 
-    def _count(self, works: list[PartitionWork]) -> None:
+    def _count(self, works: list[PartitionWork], contexts: dict[str, RequestContext]) -> None:
         """Operator counters for what this batch newly credited (after the statistics: at most once)."""
         now = time.time()
         counters = Counters()
+        # The explore coin's counters (streaming/opstats.py), from the credits just applied.
+        credited = (
+            (d.item, request_id, flags)
+            for work in works
+            for deltas in work.deltas.values()
+            for d in deltas
+            for request_id, flags in d.credits.items()
+        )
+        coin_ops, new_clicks = coin_credits(credited, contexts)
+        for (surface, name), n in coin_ops.items():
+            counters.add(surface, name, n, now)
+        for request_id, total in self._clicks_now(new_clicks, contexts).items():
+            ctx = contexts[request_id]
+            field_name = coin_field(ctx.explore_coin, "clk2", ctx.explore_p)
+            counters.add(ctx.surface, field_name, clicks_sq_increment(total, new_clicks[request_id]), now)
         fresh: Counter[tuple[str, str, str]] = Counter()
         for work in works:
             for (surface, name), n in work.ops.items():
@@ -470,6 +495,24 @@ class FeedbackConsumer:
         except StoreUnavailable:
             log.warning("fresh_impressions_not_counted")
         counters.flush(self._store)
+
+    def _clicks_now(self, requests: Counter[str], contexts: dict[str, RequestContext]) -> dict[str, int]:
+        """Credited clicks of each request, over all its items, read after this batch applied
+        (one read per version): never below the truth, so Σ c² is never understated. Without
+        the store, each request's slot count stands in, an upper bound too."""
+        by_version: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for request_id in requests:
+            ctx = contexts[request_id]
+            by_version[ctx.version] += [(item, request_id) for item in ctx.items]
+        clicked: Counter[str] = Counter()
+        try:
+            for version, pairs in by_version.items():
+                for (_, request_id), flags in self._store.credits(version, pairs).items():
+                    clicked[request_id] += "c" in flags
+        except StoreUnavailable:
+            log.warning("coin_clicks_bounded_by_slots")
+            return {request_id: len(contexts[request_id].items) for request_id in requests}
+        return {request_id: clicked[request_id] for request_id in requests}
 
     def assignment(self) -> set[tuple[str, int]]:
         return self._consumer.assignment()

@@ -52,6 +52,97 @@ function drawChart(canvas, minutes, series) {
   return drawn;
 }
 
+// The what-if dial (GET /v1/admin/stats → surfaces[name].whatif): SNIPS clicks per request at
+// each explore_traffic with its 95% band, the current setting dashed, and its realised value.
+function drawWhatIf(canvas, w) {
+  const dpr = window.devicePixelRatio || 1;
+  const cw = canvas.clientWidth, h = canvas.clientHeight;
+  canvas.width = cw * dpr; canvas.height = h * dpr;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(dpr, dpr);
+  ctx.clearRect(0, 0, cw, h);
+  const pad = { l: 44, r: 18, t: 8, b: 34 };
+  const pts = w.explore_traffic.map((q, i) => ({ q, v: w.clicks_per_request[i], lo: w.low[i], hi: w.high[i] }))
+    .filter(p => p.v !== null);
+  const r = w.realised;
+  const values = pts.flatMap(p => [p.lo, p.hi]).concat(r.clicks_per_request === null ? [] : [r.low, r.high]);
+  // Zoomed to the band, not from 0: the differences between settings are the point, and the
+  // band drawn at the same scale shows which of them the data can tell apart.
+  let lo = values.length ? Math.min(...values) : 0, hi = values.length ? Math.max(...values) : 1;
+  const margin = (hi - lo) * 0.1 || Math.max(Math.abs(hi) * 0.1, 0.05);
+  lo = Math.max(0, lo - margin); hi = hi + margin;
+  const qmax = Math.max(...w.explore_traffic, 0.05);
+  const x = q => pad.l + (cw - pad.l - pad.r) * q / qmax;
+  const y = v => h - pad.b - (h - pad.t - pad.b) * (v - lo) / (hi - lo);
+  ctx.strokeStyle = "#e3e6eb"; ctx.fillStyle = "#667"; ctx.font = "10px system-ui"; ctx.lineWidth = 1;
+  for (let k = 0; k <= 4; k++) {
+    const v = lo + (hi - lo) * k / 4;
+    ctx.beginPath(); ctx.moveTo(pad.l, y(v)); ctx.lineTo(cw - pad.r, y(v)); ctx.stroke();
+    ctx.fillText(v.toPrecision(2), 2, y(v) + 3);
+  }
+  const step = qmax <= 0.6 ? 0.1 : 0.25;
+  for (let q = 0; q <= qmax + 1e-9; q += step) ctx.fillText(q.toFixed(2), x(q) - 10, h - pad.b + 12);
+  ctx.fillText("explore_traffic →", cw - pad.r - 90, h - 6);
+  if (pts.length) {
+    ctx.fillStyle = "rgba(37, 99, 235, 0.15)"; ctx.beginPath();
+    pts.forEach((p, i) => i ? ctx.lineTo(x(p.q), y(p.hi)) : ctx.moveTo(x(p.q), y(p.hi)));
+    [...pts].reverse().forEach(p => ctx.lineTo(x(p.q), y(p.lo)));
+    ctx.closePath(); ctx.fill();
+    ctx.strokeStyle = COLORS[0]; ctx.fillStyle = COLORS[0]; ctx.lineWidth = 1.6; ctx.beginPath();
+    pts.forEach((p, i) => i ? ctx.lineTo(x(p.q), y(p.v)) : ctx.moveTo(x(p.q), y(p.v)));
+    ctx.stroke();
+    pts.forEach(p => { ctx.beginPath(); ctx.arc(x(p.q), y(p.v), 2, 0, 2 * Math.PI); ctx.fill(); });
+  }
+  ctx.strokeStyle = "#94a3b8"; ctx.setLineDash([4, 3]); ctx.beginPath();
+  ctx.moveTo(x(w.current), pad.t); ctx.lineTo(x(w.current), h - pad.b); ctx.stroke(); ctx.setLineDash([]);
+  if (r.clicks_per_request !== null) {
+    ctx.strokeStyle = COLORS[1]; ctx.fillStyle = COLORS[1]; ctx.lineWidth = 1.6; ctx.beginPath();
+    ctx.moveTo(x(w.current), y(r.low)); ctx.lineTo(x(w.current), y(r.high)); ctx.stroke();
+    ctx.beginPath(); ctx.arc(x(w.current), y(r.clicks_per_request), 3.5, 0, 2 * Math.PI); ctx.fill();
+  }
+  ctx.fillStyle = COLORS[0]; ctx.fillText("estimate (SNIPS, 95% band)", pad.l + 4, h - 6);
+  ctx.fillStyle = COLORS[1]; ctx.fillText("realised now", pad.l + 150, h - 6);
+  canvas.dataset.points = String(pts.length);
+  return pts.length;
+}
+
+const fmt = v => v === null ? "–" : v.toFixed(3);
+
+function whatIfReadout(w, typed) {
+  const q = Number(typed);
+  if (typed === "" || !Number.isFinite(q)) return "";
+  let best = 0;
+  w.explore_traffic.forEach((g, i) => { if (Math.abs(g - q) < Math.abs(w.explore_traffic[best] - q)) best = i; });
+  const g = w.explore_traffic[best];
+  const at = g === q ? `at explore_traffic ${g}` : `nearest computed point, explore_traffic ${g}`;
+  const v = w.clicks_per_request[best];
+  return v === null ? `${at}: not estimable (${w.not_estimable[best]})`
+    : `${at}: ${fmt(v)} clicks per request (95% interval ${fmt(w.low[best])}–${fmt(w.high[best])})`;
+}
+
+function whatIfBox(w, input) {
+  const canvas = el("canvas", { class: "whatif-chart", "data-title": "what-if" });
+  const readout = el("p", { class: "readout" }, [whatIfReadout(w, input.value)]);
+  input.addEventListener("input", () => { readout.textContent = whatIfReadout(w, input.value); });
+  const r = w.realised;
+  const now = r.clicks_per_request === null
+    ? `No request at the current setting (${w.current}) in the last hour yet.`
+    : `Now (${w.current}): realised ${fmt(r.clicks_per_request)} clicks per request `
+      + `(95% interval ${fmt(r.low)}–${fmt(r.high)}) over ${r.requests} requests.`;
+  const reasons = [...new Set(w.not_estimable.filter(x => x !== null))];
+  const box = el("div", { class: "whatif" }, [
+    el("h3", {}, ["What-if: clicks per request at other explore_traffic, last hour "
+      + `(${w.requests.explore} explored and ${w.requests.greedy} greedy requests)`]),
+    canvas, readout, el("p", { class: "now" }, [now]),
+    ...(reasons.length ? [el("p", { class: "unsupported" }, ["Not estimable where the curve is missing: " + reasons.join("; ")])] : []),
+    el("p", { class: "note" }, [
+      "This curve prices exploration's immediate cost only: the clicks each setting would have got on this hour's "
+      + "slates, with the model as it was. It leaves out what exploring teaches the model, which is its long-term "
+      + "value; an experiment with a control arm measures that."]),
+  ]);
+  return { box, canvas };
+}
+
 function el(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -142,10 +233,13 @@ function render(stats) {
       + ` calibration from ${s.learnt.calibration_exposure} exposures.`
       + ` Trending now (far above their priors, joining every request): `
       + (s.learnt.trending.length ? s.learnt.trending.join(", ") : "none yet")]) : el("p", {}, []);
+    const form = settingsForm(name, c);
+    const dial = s.whatif ? whatIfBox(s.whatif, form.querySelector('input[name="explore_traffic"]')) : null;
     box.replaceChildren(
       el("h2", {}, [`${name} · ${c.policy} · α ${c.alpha} · explore_slots ${c.explore_slots} · explore_traffic ${c.explore_traffic}`]),
-      settingsForm(name, c), learnt,
+      el("div", { class: "dial" }, dial ? [form, dial.box] : [form]), learnt,
       el("div", { class: "charts" }));
+    if (dial) drawWhatIf(dial.canvas, s.whatif);
     const grid = box.querySelector(".charts");
     for (const [title, series] of chartsFor(name, s, stats.minutes)) {
       const canvas = el("canvas", { "data-title": title });

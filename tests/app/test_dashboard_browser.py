@@ -43,15 +43,17 @@ def simulate(base: str, requests: int = 160) -> None:
             c.post("/v1/feedback", json={"events": events}).raise_for_status()
 
 
-def settled_stats(base: str, timeout_s: float = 30.0) -> dict[str, Any]:
+def settled_stats(base: str, requests: int = 160, timeout_s: float = 30.0) -> dict[str, Any]:
     """The stats once the consumer has applied the feedback and the counters have flushed (both
-    asynchronous: waiting a fixed time failed on a loaded machine)."""
+    asynchronous: waiting a fixed time failed on a loaded machine): every request's top slot
+    counted for the what-if dial, so the page shows the numbers read here."""
     deadline = time.monotonic() + timeout_s
     while True:
         stats: dict[str, Any] = httpx.get(f"{base}/v1/admin/stats", headers=AUTH).json()
         home = stats["surfaces"].get("home", {}).get("series", {})
+        shown = stats["surfaces"].get("home", {}).get("whatif", {}).get("realised", {}).get("requests", 0)
         counted = sum(home.get("impressions_explored", [])) > 0 and sum(home.get("impressions_exploited", [])) > 0
-        if counted and any(v is not None for v in home.get("freshness_p99_ms", [])):
+        if counted and shown == requests and any(v is not None for v in home.get("freshness_p99_ms", [])):
             return stats
         assert time.monotonic() < deadline, f"stats did not settle in {timeout_s} s: {home}"
         time.sleep(0.2)
@@ -86,10 +88,22 @@ def test_dashboard_in_a_real_browser(server: str) -> None:
         page.click("#auth button")
         page.wait_for_selector("body[data-loaded=true]", timeout=10_000)
 
-        canvases = page.locator("#surface-home canvas")
+        canvases = page.locator("#surface-home .charts canvas")
         assert canvases.count() == 8
         points = [int(canvases.nth(i).get_attribute("data-points") or 0) for i in range(canvases.count())]
         assert all(n > 0 for n in points), points
+
+        # The what-if dial beside the settings: a point per explore_traffic of the grid (all
+        # estimable at 0.5 with both coin sides seen), the realised value, and what it prices.
+        curve = stats["surfaces"]["home"]["whatif"]
+        assert curve["realised"]["requests"] > 0 and None not in curve["clicks_per_request"], curve
+        dial = page.locator("#surface-home .dial .whatif")
+        assert int(dial.locator("canvas").get_attribute("data-points") or 0) == len(curve["explore_traffic"])
+        text = dial.inner_text()
+        assert "immediate cost only" in text and "long-term value" in text and "control arm" in text
+        assert f"over {curve['realised']['requests']} requests" in text
+        page.locator('form[data-surface="home"] input[name="explore_traffic"]').fill("0.15")
+        assert "at explore_traffic 0.15: " in dial.locator(".readout").inner_text()
 
         # An edit with the token takes effect on the next request, statistics untouched.
         form = page.locator('form[data-surface="home"]')

@@ -15,7 +15,7 @@ from bandits.world import World
 from bench.services import Broker
 from offline.bundle import Bundle, current_version
 from offline.data import load_interactions, load_items
-from offline.logs import join_logs, merge_catalogue
+from offline.logs import join_logs, merge_catalogue, write_interactions
 from streaming.bus import MemoryBus, Message, read_to_end
 from streaming.catalogue import ItemRecord
 from streaming.events import FeedbackEvent, RequestContext
@@ -54,11 +54,12 @@ def test_join_gives_one_row_per_shown_item_with_its_reward() -> None:
         b"{}",
     ]
     joined = join_logs(decisions, feedback)
+    # Decisions logged without the coin (before it was recorded) export p = -1: no propensity.
     assert joined.rows == [
-        ("bob", "a", 50.0, 0.0),
-        ("alice", "a", 100.0, 1.0),
-        ("alice", "b", 100.0, 0.0),
-        ("alice", "c", 100.0, 1.0),
+        ("bob", "a", 50.0, 0.0, False, -1.0),
+        ("alice", "a", 100.0, 1.0, False, -1.0),
+        ("alice", "b", 100.0, 0.0, False, -1.0),
+        ("alice", "c", 100.0, 1.0, False, -1.0),
     ]
     assert joined.summary() == {
         "rows": 4,
@@ -68,6 +69,28 @@ def test_join_gives_one_row_per_shown_item_with_its_reward() -> None:
         "anonymous": 1,
         "malformed": 2,
     }
+
+
+def test_exported_rows_carry_the_coin_and_still_train(tmp_path: Path) -> None:
+    """Each shown item's row carries its request's coin and p; the trainer's reader, which
+    takes the contract's columns by name, loads the file as before."""
+    served = dict.fromkeys(["a", "b"], (0.1, False))
+    decisions = [
+        RequestContext("r1", "default", "v1", [0], [1.0], served, 10.0, user_id="u", explore_coin=True,
+                       explore_p=0.3).encode(),
+        RequestContext("r2", "default", "v1", [0], [1.0], served, 20.0, user_id="v", explore_p=0.3).encode(),
+    ]  # fmt: skip
+    feedback = [event(1, "r1", "a", "click", 1.0), event(2, "r1", "b", "impression"), event(3, "r2", "a", "impression")]
+    rows = join_logs(decisions, feedback).rows
+    coins = [(r.item_id, r.explore_coin, r.explore_p) for r in rows]
+    assert coins == [("a", True, 0.3), ("b", True, 0.3), ("a", False, 0.3)]
+    path = write_interactions(rows, tmp_path / "logs.csv")
+    with path.open(newline="") as fh:
+        header, *lines = list(csv.reader(fh))
+    assert header == ["user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p"]
+    assert [line[4:] for line in lines] == [["1", "0.3"], ["1", "0.3"], ["0", "0.3"]]
+    data = load_interactions(path)
+    assert data.item_ids.tolist() == ["a", "b", "a"] and data.reward.tolist() == [1.0, 0.0, 0.0]
 
 
 def test_read_to_end_returns_every_record_then_stops() -> None:

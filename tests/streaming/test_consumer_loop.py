@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,7 @@ from streaming.consumer import FeedbackConsumer
 from streaming.events import FeedbackEvent, RequestContext
 from streaming.kafka_bus import KafkaBus
 from streaming.redis_store import RedisStore
-from streaming.stores import MemoryStore, Store
+from streaming.stores import MemoryStore, Store, StoreUnavailable
 from tests.conftest import unavailable
 
 COORDS = np.arange(6)
@@ -362,3 +364,93 @@ def test_fresh_items_reaching_50_impressions_match_a_hand_count() -> None:
     rows = infra.store.read_stats("home", [minute - 1, minute])
     assert sum(row.get("fresh50", 0) for row in rows) == 1
     assert sum(row.get("imp_age_lt_1d", 0) for row in rows) == 60 + 49
+
+
+def coin_scenario(version: str, surface: str) -> tuple[list[RequestContext], list[FeedbackEvent]]:
+    """Requests with an explore coin, the slider moved from 0.2 to 0.5 half-way, one degraded
+    request (no coin), several clicks per request, double clicks, and a top slot known only by
+    its click (the click implies the impression)."""
+    rng = np.random.default_rng(11)
+    contexts, events = [], []
+    for r in range(41):
+        rid = f"coin-{r}"
+        p = -1.0 if r == 40 else 0.2 if r < 20 else 0.5
+        coin = p > 0 and bool(rng.random() < p)
+        items = {f"item-{j}": (0.1, False) for j in rng.choice(12, 3, replace=False)}
+        positions = {item: n for n, item in enumerate(items)}
+        contexts.append(
+            RequestContext(rid, surface, version, [0, 1], [0.5, 0.5], items, 0.0, positions=positions,
+                           explore_coin=coin, explore_p=p)
+        )  # fmt: skip
+        for n, item in enumerate(items):
+            if not (r % 7 == 0 and n == 0):  # every 7th request's top slot: its click only
+                events.append(FeedbackEvent(f"{rid}-{n}-i", rid, item, "impression", 0.0, time.time()))
+            if rng.random() < 0.5 or (r % 7 == 0 and n == 0):
+                events.append(FeedbackEvent(f"{rid}-{n}-c", rid, item, "click", 1.0, time.time()))
+                if rng.random() < 0.3:
+                    events.append(FeedbackEvent(f"{rid}-{n}-c2", rid, item, "click", 1.0, time.time()))
+    return contexts, events
+
+
+def coin_reference(contexts: list[RequestContext], events: list[FeedbackEvent]) -> dict[str, int]:
+    """The coin counters by hand: requests, clicks and Σ c² per (side, p), from the events."""
+    by_id = {c.request_id: c for c in contexts}
+    clicked = {(e.request_id, e.item_id) for e in events if e.type == "click"}
+    want: dict[str, int] = {}
+    for ctx in contexts:
+        if ctx.explore_p < 0:
+            continue
+        side = "explore" if ctx.explore_coin else "greedy"
+        c = sum((ctx.request_id, item) in clicked for item in ctx.items)
+        for stat, n in (("req", 1), ("clk", c), ("clk2", c * c)):
+            key = f"coin_{side}_{stat}@{ctx.explore_p!r}"
+            want[key] = want.get(key, 0) + n
+    assert all(e.request_id in by_id for e in events)
+    return {k: v for k, v in want.items() if v}
+
+
+def test_coin_counters_match_a_hand_count(infra: Infra) -> None:
+    """What the what-if dial reads: per coin side and p, requests (counted at their top slot),
+    clicks, and Σ c² exactly, though a request's clicks reach different partitions and batches
+    (7 events a batch); a redelivery of every event counts nothing again."""
+    surface = f"coin-{uuid.uuid4().hex[:8]}"  # the counters are per surface, not per version
+    contexts, events = coin_scenario(infra.version, surface)
+    publish(infra, contexts, events)
+    consumer = infra.consumer(max_records=7)
+    try:
+        drain([consumer], len(events))
+        want = coin_reference(contexts, events)
+        assert {k.split("@")[1] for k in want} == {"0.2", "0.5"} and any("explore" in k for k in want)
+        # Some request got several clicks (Σ c² > Σ c), else the squares would go untested.
+        assert any(v > want[k.replace("clk2", "clk")] for k, v in want.items() if "_clk2@" in k)
+
+        def counted() -> dict[str, int]:
+            minute = int(time.time() // 60)
+            out: dict[str, int] = {}
+            for row in infra.store.read_stats(surface, range(minute - 3, minute + 1)):
+                for k, v in row.items():
+                    if k.startswith("coin_"):
+                        out[k] = out.get(k, 0) + v
+            return out
+
+        assert counted() == want
+        publish(infra, [], events)
+        drain([consumer], 2 * len(events))
+        assert counted() == want
+    finally:
+        consumer.close()
+
+
+def test_without_the_credit_read_a_request_counts_as_every_slot_clicked() -> None:
+    """The bound when the post-apply read fails: Σ c² from c = slots, never an understatement."""
+
+    class Down(MemoryStore):
+        def credits(self, version: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+            raise StoreUnavailable("down")
+
+    ctx = RequestContext("r", "home", "v", [0], [1.0], dict.fromkeys("abc", (0.1, False)), 0.0, explore_p=0.2)
+    consumer = FeedbackConsumer(MemoryBus(), Down())
+    try:
+        assert consumer._clicks_now(Counter({"r": 1}), {"r": ctx}) == {"r": 3}
+    finally:
+        consumer.close()
