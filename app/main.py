@@ -35,6 +35,7 @@ from app.surfaces import Surfaces
 from streaming.bus import Bus, BusUnavailable, MemoryBus, Producer
 from streaming.catalogue import follow_items
 from streaming.consumer import FeedbackConsumer
+from streaming.events import merge_decisions
 from streaming.opstats import Counters
 from streaming.stores import MemoryStore, Store
 
@@ -86,6 +87,8 @@ class Services:
         else:
             bus = MemoryBus(default_partitions=settings.feedback_partitions)
         producer = bus.producer()
+        # Decision records queued together go out as one (streaming/events.py, merge_decisions).
+        producer.batch(settings.decisions_topic, merge_decisions)
         # The embedded producer never drops; the Kafka one counts what its queue could not send.
         metrics.decisions_dropped.set_function(lambda: float(getattr(producer, "dropped", 0)))
         bundles = BundleHolder(settings.bundle_dir, metrics, ServingLease(store))

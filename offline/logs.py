@@ -47,7 +47,7 @@ from typing import NamedTuple
 from offline.data import DataError, read_rows
 from streaming.bus import Bus, read_to_end
 from streaming.catalogue import ItemRecord
-from streaming.events import EventError, FeedbackEvent, RequestContext
+from streaming.events import EventError, FeedbackEvent, RequestContext, decode_decisions
 
 HEADER = ("user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p")
 
@@ -99,16 +99,19 @@ def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
     malformed = anonymous = 0
     n_decisions = 0
     for value in decisions:
-        n_decisions += 1
         try:
-            decision = RequestContext.decode(value)
+            # A record holds one decision or several (streaming/events.py, merge_decisions).
+            found = decode_decisions(value)
         except (ValueError, KeyError, TypeError):
+            n_decisions += 1
             malformed += 1
             continue
-        if not decision.user_id:
-            anonymous += 1
-            continue
-        served[decision.request_id] = decision
+        n_decisions += len(found)
+        for decision in found:
+            if not decision.user_id:
+                anonymous += 1
+                continue
+            served[decision.request_id] = decision
     shown: dict[tuple[str, str], float] = {}
     unknown = n_events = 0
     for value in feedback:

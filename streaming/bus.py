@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +49,12 @@ class Producer(Protocol):
 
     def send_nowait(self, message: Message) -> None:
         """Queue without blocking (decision logs); failures are counted, never raised."""
+        ...
+
+    def batch(self, topic: str, merge: Callable[[Sequence[bytes]], bytes]) -> None:
+        """Let ``send_nowait`` messages to ``topic`` that are queued together go out as one
+        record, whose value ``merge`` makes of theirs (and of values it made before: a merged
+        record may be queued again to be resent). Readers of the topic must read both forms."""
         ...
 
     def close(self) -> None: ...
@@ -223,6 +229,9 @@ class MemoryProducer:
 
     def send_nowait(self, message: Message) -> None:
         self._bus._append([message])
+
+    def batch(self, topic: str, merge: Callable[[Sequence[bytes]], bytes]) -> None:
+        return None  # appended in-process at once: nothing to save by merging
 
     def close(self) -> None:
         return None

@@ -67,7 +67,14 @@ from bandits.calibration import BINS
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, Record, read_to_end
 from streaming.consumer import RETIRE_SLACK_S, apply_partition, update_trending
-from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
+from streaming.events import (
+    EventError,
+    FeedbackEvent,
+    RequestContext,
+    calibration_item,
+    decode_decisions,
+    examination_item,
+)
 from streaming.stores import SERVING_LEASE_S, Store
 
 log = structlog.get_logger(__name__)
@@ -232,13 +239,14 @@ def _read_decisions(
             seen.add(record.partition)
             truncated |= record.offset > 0
         try:
-            ctx = RequestContext.decode(record.value)
+            found = decode_decisions(record.value)  # one decision per record, or several merged
         except (EventError, ValueError, KeyError, TypeError):
             report.counts["malformed_decision"] += 1
             continue
-        report.decisions += 1
-        contexts[ctx.request_id] = ctx
-        earliest = min(earliest, ctx.ts)
+        for ctx in found:
+            report.decisions += 1
+            contexts[ctx.request_id] = ctx
+            earliest = min(earliest, ctx.ts)
     return contexts, (None if not contexts else (float(earliest), truncated))
 
 

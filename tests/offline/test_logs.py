@@ -18,7 +18,7 @@ from offline.data import load_interactions, load_items
 from offline.logs import join_logs, merge_catalogue, write_interactions
 from streaming.bus import MemoryBus, Message, read_to_end
 from streaming.catalogue import ItemRecord
-from streaming.events import FeedbackEvent, RequestContext
+from streaming.events import FeedbackEvent, RequestContext, merge_decisions
 from tests.app.conftest import SMALL, auth, real_settings
 from tests.app.test_real_services import running
 
@@ -33,13 +33,16 @@ def event(n: int, request_id: str, item: str, kind: str, value: float = 0.0) -> 
     return FeedbackEvent(f"e{n}", request_id, item, kind, value, 101.0).encode()  # type: ignore[arg-type]  # literal checked by parse
 
 
-def test_join_gives_one_row_per_shown_item_with_its_reward() -> None:
+@pytest.mark.parametrize("merged", [False, True], ids=["one per record", "merged records"])
+def test_join_gives_one_row_per_shown_item_with_its_reward(merged: bool) -> None:
     decisions = [
         decision("r1", "alice", ["a", "b", "c", "d"], ts=100.0),
         decision("r2", "bob", ["a", "b"], ts=50.0),
         RequestContext("r3", "default", "v1", [0], [1.0], {"a": (0.1, False)}, 1.0).encode(),  # no user_id
-        b"not json",
     ]
+    if merged:  # as the Kafka producer's drain writes them (streaming/events.py, merge_decisions)
+        decisions = [merge_decisions(decisions[:2]), decisions[2]]
+    decisions.append(b"not json")
     feedback = [
         event(1, "r1", "a", "impression"),
         event(2, "r1", "a", "click", 1.0),  # clicked: reward 1, one row

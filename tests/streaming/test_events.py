@@ -32,3 +32,16 @@ def test_a_record_from_before_the_coin_decodes_as_no_coin_and_counts_nowhere() -
     # Left out of the what-if estimates: no propensity is known for it.
     ops, clicks = coin_credits([("a", "r1", "ci"), ("b", "r1", "ci")], {"r1": old})
     assert not ops and not clicks
+
+
+def test_merged_decision_records_decode_to_every_context_in_either_form() -> None:
+    from streaming.events import decode_decisions, merge_decisions
+
+    a, b, c = (RequestContext(f"r{n}", "home", "v1", [n], [1.0], {"x": (0.1, False)}, float(n)) for n in range(3))
+    assert decode_decisions(a.encode()) == [a]  # one per record: the embedded bus, older releases
+    once = merge_decisions([a.encode(), b.encode()])
+    assert decode_decisions(once) == [a, b]
+    # A merged record queued again for a resend may be merged once more: still flat.
+    assert decode_decisions(merge_decisions([once, c.encode()])) == [a, b, c]
+    with pytest.raises(ValueError, match="not JSON"):
+        decode_decisions(b"d0")

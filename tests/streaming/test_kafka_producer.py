@@ -57,3 +57,28 @@ def test_the_producer_recovers_from_a_broker_stall_and_loses_no_decision(own_bro
         assert getattr(producer, "dropped", 0) == 0 and getattr(producer, "resent", 0) > 0
     finally:
         producer.close()
+
+
+def test_decisions_queued_together_go_out_merged_and_every_one_is_read_back(broker: Broker) -> None:
+    from streaming.events import RequestContext, decode_decisions, merge_decisions
+
+    decisions = f"decisions-{uuid.uuid4().hex[:6]}"
+    bus = KafkaBus(broker.bootstrap, timeout_s=2.0)
+    bus.ensure_topics({decisions: 2})
+    producer = bus.producer()
+    producer.batch(decisions, merge_decisions)
+    sent = [RequestContext(f"r{n}", "home", "v1", [1], [1.0], {"a": (0.1, False)}, float(n)) for n in range(300)]
+    try:
+        for ctx in sent:
+            producer.send_nowait(Message(decisions, ctx.request_id.encode(), ctx.encode()))
+        deadline = time.monotonic() + 30
+        while True:
+            records = list(read_to_end(bus, decisions))
+            got = [ctx for r in records for ctx in decode_decisions(r.value)]
+            if len(got) >= len(sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert sorted(got, key=lambda c: c.ts) == sent
+        assert len(records) < len(sent) / 4, f"{len(records)} records for {len(sent)} decisions: not merged"
+    finally:
+        producer.close()
