@@ -30,7 +30,7 @@ RESEND_PAUSE_S = 0.5  # between resends of a decision record while the broker ca
 # A drain pass waits this long for more queued messages to merge into one record (``batch``),
 # and merges at most MERGE_MAX of them: each kafka-python send costs about as much as a
 # hundred merged values (bench-serve profile), and 256 decisions stay far below max.request.size.
-MERGE_LINGER_S = 0.005
+MERGE_LINGER_S = 0.02
 MERGE_MAX = 256
 
 
