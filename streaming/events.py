@@ -217,25 +217,29 @@ class RequestContext:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RequestContext:
+        """A context from ``encode``'s JSON object, decoded. The per-item maps and lists are taken
+        as orjson gives them, without a conversion per element: ``encode`` wrote floats and ints
+        that decode as such, and the consumer decodes every context a batch joins (element by
+        element, this was a quarter of its CPU in bench-consume)."""
         return cls(
             request_id=raw["request_id"],
             surface=raw["surface"],
             version=raw["version"],
-            indices=[int(i) for i in raw["indices"]],
-            weights=[float(w) for w in raw["weights"]],
-            items={k: (float(v[0]), bool(v[1])) for k, v in raw["items"].items()},
+            indices=raw["indices"],
+            weights=raw["weights"],
+            items={k: (v[0], v[1]) for k, v in raw["items"].items()},
             ts=float(raw["ts"]),
-            ages={k: float(v) for k, v in raw.get("ages", {}).items()},
+            ages=raw.get("ages", {}),
             user_id=str(raw.get("user_id", "")),
-            positions={k: int(v) for k, v in raw.get("positions", {}).items()},
-            exam={k: float(v) for k, v in raw.get("exam", {}).items()},
-            raw={k: float(v) for k, v in raw.get("raw", {}).items()},
+            positions=raw.get("positions", {}),
+            exam=raw.get("exam", {}),
+            raw=raw.get("raw", {}),
             learn=bool(raw.get("learn", True)),
             randomized=bool(raw.get("randomized", False)),
-            curve=[float(x) for x in raw.get("curve", [])],
+            curve=raw.get("curve", []),
             pool=int(raw.get("pool", -1)),
             rewards=_bounds(raw.get("rewards", (0.0, 1.0))),
-            groups={k: int(v) for k, v in raw.get("groups", {}).items()},
+            groups=raw.get("groups", {}),
             explore_coin=bool(raw.get("explore_coin", False)),
             explore_p=float(raw.get("explore_p", -1.0)),
         )
