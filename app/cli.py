@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -31,13 +34,33 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(f"onlinematch: invalid settings: {exc}") from exc
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, workers: int = 1) -> int:
     import uvicorn
 
     from app.main import create_app
 
     print(f"onlinematch serving on http://{settings.host}:{settings.port} (embedded: {settings.embedded})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    if workers <= 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        return 0
+    if not (settings.redis_url and settings.kafka_bootstrap_servers):
+        # The embedded store and bus live in one process: workers would not share them.
+        raise SystemExit("onlinematch serve --workers: needs REDIS_URL and KAFKA_BOOTSTRAP_SERVERS (shared by workers)")
+    # Each worker is a new process that builds its app from the environment (uvicorn needs an
+    # import string for workers): the command line's settings go there, and the metrics
+    # directory every worker writes to, a fresh one, since files of dead pids would be summed.
+    metrics_dir = tempfile.mkdtemp(prefix="onlinematch-metrics-")
+    os.environ.update(
+        {"HOST": settings.host, "PORT": str(settings.port), "BUNDLE_DIR": str(settings.bundle_dir),
+         "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    )  # fmt: skip
+    try:
+        uvicorn.run(
+            "app.main:create_app_from_env", factory=True, workers=workers, host=settings.host, port=settings.port,
+            log_level="warning", access_log=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -323,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--host")
         p.add_argument("--port", type=int)
         p.add_argument("--bundle-dir")
+        if name == "serve":
+            p.add_argument(
+                "--workers", type=int, default=1, help="worker processes on one port (needs Redis and Kafka)"
+            )
         if name == "demo":
             p.add_argument("--rate", type=float, default=20.0, help="simulated requests per second")
             p.add_argument(
@@ -399,7 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rebuild(_settings(), args.into, args.suffix, args.versions, args.resume, args.verify)
     settings = _settings(host=args.host, port=args.port, bundle_dir=args.bundle_dir)
     if args.command == "serve":
-        return serve(settings)
+        if args.workers < 1:
+            parser.error("serve: --workers must be >= 1")
+        return serve(settings, args.workers)
     return demo(settings, args.rate, args.retrain_every)
 
 

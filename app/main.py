@@ -89,8 +89,6 @@ class Services:
         producer = bus.producer()
         # Decision records queued together go out as one (streaming/events.py, merge_decisions).
         producer.batch(settings.decisions_topic, merge_decisions)
-        # The embedded producer never drops; the Kafka one counts what its queue could not send.
-        metrics.decisions_dropped.set_function(lambda: float(getattr(producer, "dropped", 0)))
         bundles = BundleHolder(settings.bundle_dir, metrics, ServingLease(store))
         surfaces = Surfaces(store, settings.surface_cache_s, settings.lam)
         counters = Counters()
@@ -147,6 +145,10 @@ class Services:
     def _flush_counters(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             self.counters.flush(self.store)
+            # Set, not a callback gauge: with several workers the value is kept per process in
+            # the metrics directory (app/metrics.py). The embedded producer never drops; the
+            # Kafka one counts what its queue could not send.
+            self.metrics.decisions_dropped.set(float(getattr(self.producer, "dropped", 0)))
         self.counters.flush(self.store)
 
     def close(self) -> None:
@@ -315,6 +317,12 @@ class Observe:
                 children[1].observe(elapsed)
             log.debug("http_request", method=scope["method"], route=path, status=status, ms=round(elapsed * 1000, 2))
             structlog.contextvars.clear_contextvars()
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one ``onlinematch serve --workers N`` worker: each worker process builds its
+    own from the environment, which ``app.cli.serve`` filled with the command line's settings."""
+    return create_app(Settings())
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:

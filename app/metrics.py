@@ -1,8 +1,20 @@
-"""Prometheus metrics of one process, on its own registry (tests build many apps)."""
+"""Prometheus metrics of one process, on its own registry (tests build many apps).
+
+Under ``onlinematch serve --workers N`` the workers are separate processes behind one port, and
+a scrape reaches one of them. There ``PROMETHEUS_MULTIPROC_DIR`` is set (app/cli.py, before any
+worker imports prometheus_client): every counter, histogram and gauge is kept in that directory
+by pid, and ``exposition`` sums them over the workers, so a scrape gives the service's totals
+whichever worker answers. Gauges say how workers combine (``multiprocess_mode``). The bundle
+``Info`` cannot be kept there; the answering worker reports its own (all serve the current
+bundle within the poller's 2 s).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -24,7 +36,9 @@ class Metrics:
         self.catalogue_changes = Counter(
             "om_catalogue_changes_total", "Catalogue changes accepted at the edge", ["kind"], registry=r
         )
-        self.live_items = Gauge("om_live_items", "Servable items published since the serving bundle", registry=r)
+        self.live_items = Gauge(
+            "om_live_items", "Servable items published since the serving bundle", registry=r, multiprocess_mode="max"
+        )
         self.degraded = Counter("om_degraded_responses_total", "Responses served degraded", ["reason"], registry=r)
         self.feedback = Counter("om_feedback_events_total", "Feedback events", ["type", "outcome"], registry=r)
         self.store_errors = Counter("om_store_errors_total", "Statistics store (Redis) errors", ["op"], registry=r)
@@ -44,8 +58,9 @@ class Metrics:
         # Decision records the producer could not send (queue full or broker errors): their
         # feedback is credited live but not by `onlinematch rebuild` (streaming/rebuild.py).
         self.decisions_dropped = Gauge(
-            "om_decision_log_dropped", "Decision records dropped by this process since it started", registry=r
-        )
+            "om_decision_log_dropped", "Decision records dropped since the service started (all its workers)",
+            registry=r, multiprocess_mode="sum",
+        )  # fmt: skip
         self.consumer_lag = Gauge(
             "om_consumer_lag_records", "Records behind per assigned partition, as this member sees it", ["partition"],
             registry=r,
@@ -68,4 +83,17 @@ class Metrics:
             "om_consumer_group_lag_timestamp_seconds", "When the group lag was last read from the broker", registry=r
         )
         self.bundle = Info("om_bundle", "Serving bundle", registry=r)
-        self.bundle_age = Gauge("om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r)
+        self.bundle_age = Gauge(
+            "om_bundle_created_timestamp_seconds", "Serving bundle creation time", registry=r, multiprocess_mode="max"
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text a scrape gets, and its content type: this process's metrics, or with
+        ``PROMETHEUS_MULTIPROC_DIR`` every worker's summed, plus this worker's bundle ``Info``."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+        local = CollectorRegistry()
+        local.register(self.bundle)
+        return generate_latest(merged) + generate_latest(local), CONTENT_TYPE_LATEST

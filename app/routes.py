@@ -14,7 +14,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from app.auth import Operator
@@ -444,4 +443,5 @@ async def readyz(svc: ServicesDep) -> JSONResponse:
     responses={200: {"description": "Prometheus text exposition format.", "content": {"text/plain": TEXT}}},
 )
 async def metrics(svc: ServicesDep) -> Response:
-    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = svc.metrics.exposition()
+    return Response(body, media_type=media_type)
