@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue soak clean
+.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue soak screenshot chromium clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -32,12 +32,15 @@ typecheck: $(STAMP)
 
 # Integration tests start their own redis-server (and the Tansu broker from the dev extra) on
 # free ports; the browser tests drive Debian's chromium through Playwright.
-services:
+services: chromium
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (Debian package)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "redis-server is required for the integration tests"; exit 1; }
+
+# Playwright drives Debian's chromium (the browser tests, `make screenshot`): no browser download.
+chromium:
 	@command -v chromium >/dev/null || { \
 		echo "installing chromium (Debian package; the browser tests drive it, nothing is downloaded)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -130,6 +133,13 @@ bench-catalogue: $(STAMP) services
 SOAK_S ?= 600
 soak: $(STAMP) services
 	SOAK_S=$(SOAK_S) $(PY) -m bench.soak
+
+# The README's picture of the dashboard, docs/dashboard.png (bench/screenshot.py): `onlinematch
+# demo` on a free port with a fresh bundle, SCREENSHOT_S seconds of its simulated traffic, then
+# /dashboard in headless chromium once every chart has drawn. About 2-3 minutes in all.
+SCREENSHOT_S ?= 75
+screenshot: $(STAMP) chromium
+	$(PY) -m bench.screenshot --seconds $(SCREENSHOT_S)
 
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis
