@@ -1,10 +1,16 @@
 """``make bench-serve``: /v1/recommend under wrk, against a bare FastAPI endpoint in the same run.
 
-Set-up: a real redis-server holding Diag statistics for 100,000 items (8 coordinates each), a
-real Kafka-protocol broker for the decision log, a 100,000-item bundle, one uvicorn worker;
-each request carries 200 candidates and asks for k=10. wrk (Debian package) drives 8
-connections over loopback. Ours and the bare baseline alternate ``--repeats`` times; medians
-are reported. The last line is JSON.
+Set-up: a real redis-server holding Diag statistics for 100,000 items (8 cluster coordinates
+and the pooled one each), a real Kafka-protocol broker for the decision log, a 100,000-item
+bundle, one uvicorn worker (``--workers N`` for more); each request carries 200 candidates and
+asks for k=10. wrk (Debian package) drives 8 connections over loopback. Ours and the bare
+baseline alternate ``--repeats`` times; medians are reported, with each server's CPU-seconds
+per 1,000 requests read from /proc (user + system, the worker processes included): wrk, Redis
+and the broker share the cores, so CPU per request is the fair per-core figure.
+
+Then the retrieval row: a 1,000,000-item bundle (``--million``) with statistics for every item
+in the same Redis, and requests without candidates (the service retrieves its own: graph rows
+of the active clusters, fresh, popular and trending items). The last line is JSON.
 """
 
 from __future__ import annotations
