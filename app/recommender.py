@@ -369,7 +369,8 @@ class Recommender:
         # id → bundle row (-1: not in the bundle), in candidate order: the rows are known here,
         # so scoring need not look each id up again (a dictionary probe per candidate into a
         # catalogue-sized index was a sixth of a retrieval request's CPU).
-        found = dict(zip(bundle.arrays["item_ids"][rows].tolist(), rows.tolist(), strict=True))
+        names = bundle.item_id_list
+        found = {names[r]: r for r in rows.tolist()}
         if len(view.ids):
             index = bundle.item_index
             live = [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]

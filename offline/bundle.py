@@ -179,6 +179,13 @@ class Bundle:
         return {str(item): i for i, item in enumerate(self.arrays["item_ids"].tolist())}
 
     @cached_property
+    def item_id_list(self) -> list[str]:
+        """``item_ids`` as Python strings, by row: the very objects keyed in ``item_index`` (its
+        keys are in row order), so serving turns rows into ids without making new strings, and
+        sets and dictionaries of them reuse the strings' cached hashes."""
+        return list(self.item_index)
+
+    @cached_property
     def mean_item_bias(self) -> float:
         """The prior logit offset of an item the bundle does not have (the two-tower prior)."""
         bias = self.arrays["item_bias"]
