@@ -6,7 +6,23 @@ const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"
 const REFRESH_MS = 5000;
 let token = sessionStorage.getItem("om-token") || "";
 
-function drawChart(canvas, minutes, series) {
+// The first minute worth drawing: the hour's first with requests on any surface (everything
+// else follows requests), or the last MIN_MINUTES. A fresh service's data otherwise sits in a
+// tick at the right edge of an hour-wide axis (the README screenshot, after a 75 s demo run).
+const MIN_MINUTES = 10;
+function firstMinute(stats) {
+  const n = stats.minutes.length;
+  let first = n;
+  for (const s of Object.values(stats.surfaces || {})) {
+    const i = (s.series.requests_per_s || []).findIndex(x => x !== null && x !== undefined && x > 0);
+    if (i >= 0) first = Math.min(first, i);
+  }
+  return Math.max(0, Math.min(first, n - MIN_MINUTES));
+}
+
+function drawChart(canvas, minutes, series, start = 0) {
+  minutes = minutes.slice(start);
+  series = series.map(s => ({ ...s, values: s.values.slice(start) }));
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   canvas.width = w * dpr; canvas.height = h * dpr;
@@ -219,6 +235,7 @@ function render(stats) {
   document.getElementById("bundle").textContent = b
     ? `bundle ${b.version} · ${(b.age_s / 3600).toFixed(1)} h old` : "no bundle loaded";
   if (!editing) root.replaceChildren();
+  const start = firstMinute(stats);
   for (const [name, s] of Object.entries(stats.surfaces)) {
     let box = document.getElementById("surface-" + name);
     if (!box) {
@@ -244,7 +261,7 @@ function render(stats) {
     for (const [title, series] of chartsFor(name, s, stats.minutes)) {
       const canvas = el("canvas", { "data-title": title });
       grid.append(el("div", { class: "chart" }, [el("h3", {}, [title]), canvas]));
-      drawChart(canvas, stats.minutes, series);
+      drawChart(canvas, stats.minutes, series, start);
     }
   }
   const lag = Object.entries(stats.consumer_lag || {});
