@@ -11,9 +11,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -284,6 +285,9 @@ def embedded_priors(bundle: Bundle, u: FloatArray, v: FloatArray, bias: FloatArr
     return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
+T = TypeVar("T")
+
+
 class Breaker:
     """Skip a dependency for ``cool_s`` after it failed: ``recommend`` runs on the event loop,
     where each call to a store that hangs would hold every request for a whole timeout. While
@@ -305,6 +309,16 @@ class Breaker:
 
     def failed(self) -> None:
         self._until = time.monotonic() + self._cool_s
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, or ``StoreUnavailable`` at once while open; a failure opens it."""
+        if self.open:
+            raise StoreUnavailable("skipped: the store failed within the cool-off")
+        try:
+            return fn(*args)
+        except StoreUnavailable:
+            self.failed()
+            raise
 
 
 class Recommender:
@@ -392,20 +406,6 @@ class Recommender:
             return default
         return min(default, float(embedded_priors(bundle, u, cached[1][None, :])[0]))
 
-    def _gather(self, version: str, ids: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
-        try:
-            return self._store.gather_live(version, ids, coords)
-        except StoreUnavailable:
-            self._breaker.failed()
-            raise
-
-    def _put_context(self, ctx: RequestContext) -> None:
-        try:
-            self._store.put_context(ctx, self._s.attribution_window_s)
-        except StoreUnavailable:
-            self._breaker.failed()
-            raise
-
     def _rng(self) -> np.random.Generator:
         rng: np.random.Generator | None = getattr(self._rng_local, "rng", None)
         if rng is None:
@@ -449,9 +449,7 @@ class Recommender:
         if config.pooled:
             coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
-            if self._breaker.open:
-                raise StoreUnavailable("skipped: the store failed within the cool-off")
-            w2, b, seq = self._gather(bundle.version, ids, coords)
+            w2, b, seq = self._breaker.call(self._store.gather_live, bundle.version, ids, coords)
         except StoreUnavailable:
             self._metrics.store_errors.labels("gather").inc()
             reasons.append("statistics_unavailable")
@@ -559,9 +557,7 @@ class Recommender:
             reasons.append("version_unreported")
         else:
             try:
-                if self._breaker.open:
-                    raise StoreUnavailable("skipped: the store failed within the cool-off")
-                self._put_context(ctx)
+                self._breaker.call(self._store.put_context, ctx, self._s.attribution_window_s)
             except StoreUnavailable:
                 self._metrics.store_errors.labels("put_context").inc()
                 reasons.append("context_not_stored")
