@@ -58,18 +58,28 @@ class Interactions:
     user_ids, item_ids : (E,) str
     timestamp : (E,) float64 epoch seconds
     reward : (E,) float64 (1.0 where the file has no reward column)
+    shown : (E,) bool, True where the row is an impression, whose reward 0 is a real negative
+        (a file with the ``explore_p`` column of ``offline/logs.py``'s export); False where the
+        row is an engagement the user chose, a rating or a watch, whatever its reward
     """
 
     user_ids: NDArray[np.str_]
     item_ids: NDArray[np.str_]
     timestamp: NDArray[np.float64]
     reward: NDArray[np.float64]
+    shown: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        if len(self.shown) != len(self.timestamp):  # engagement unless told: the contract's plain file
+            object.__setattr__(self, "shown", np.zeros(len(self.timestamp), dtype=bool))
 
     def __len__(self) -> int:
         return len(self.timestamp)
 
     def take(self, mask: NDArray[np.bool_]) -> Interactions:
-        return Interactions(self.user_ids[mask], self.item_ids[mask], self.timestamp[mask], self.reward[mask])
+        return Interactions(
+            self.user_ids[mask], self.item_ids[mask], self.timestamp[mask], self.reward[mask], self.shown[mask]
+        )
 
     @staticmethod
     def concat(parts: list[Interactions]) -> Interactions:
@@ -79,6 +89,7 @@ class Interactions:
             np.concatenate([p.item_ids for p in parts]),
             np.concatenate([p.timestamp for p in parts]),
             np.concatenate([p.reward for p in parts]),
+            np.concatenate([p.shown for p in parts]),
         )
 
 
@@ -177,7 +188,8 @@ def load_interactions(path: Path) -> Interactions:
             rewards.append(reward)
         else:
             rewards.append(1.0)
-    return Interactions(np.array(users), np.array(items), np.array(times), np.array(rewards))
+    shown = np.full(len(times), "explore_p" in index)
+    return Interactions(np.array(users), np.array(items), np.array(times), np.array(rewards), shown)
 
 
 def load_items(path: Path) -> Items:
