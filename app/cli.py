@@ -278,12 +278,13 @@ def train(
     every: str | None,
     from_topics: Settings | None = None,
     users: Path | None = None,
+    retrieval: str = "factorisation",
 ) -> int:
     """Train once, or every period; with ``from_topics``, each run first exports the service's
     topics and trains on them too, so what was served and clicked feeds the next model."""
     from offline.bundle import BundleError
     from offline.data import DataError
-    from offline.job import report_json, run_job
+    from offline.job import JobConfig, report_json, run_job
     from offline.logs import export_catalogue
     from offline.logs import export_logs as export
     from streaming.bus import BusUnavailable
@@ -304,7 +305,8 @@ def train(
                 )
                 log.info("merged_catalogue", path=str(merged.path), **merged.summary())
                 catalogue = merged.path
-            report = run_job(paths, catalogue, out, users_path=users)  # the manifest records each input and its rows
+            config = JobConfig(retrieval=retrieval)
+            report = run_job(paths, catalogue, out, config, users_path=users)  # the manifest records each input
         except (DataError, BundleError, BusUnavailable, ValueError) as exc:
             print(f"onlinematch train: {exc}", file=sys.stderr)
             if period is None:
@@ -377,6 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_train.add_argument("--out", required=True, type=Path, help="bundle root (versions + `current`)")
     p_train.add_argument("--every", help="repeat, e.g. 6h or 30m (default: once)")
+    p_train.add_argument(
+        "--retrieval",
+        choices=["factorisation", "two_tower", "auto"],
+        default="factorisation",
+        help="the embeddings the bundle serves (offline/job.py, JobConfig.retrieval)",
+    )
     p_export = sub.add_parser(
         "export-logs", help="join the decisions + feedback topics into an interactions file for `train`"
     )
@@ -419,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.interactions and not args.from_topics:
             parser.error("train: give --interactions FILE... and/or --from-topics")
         settings = _settings() if args.from_topics else None
-        return train(args.interactions, args.items, args.out, args.every, settings, users=args.users)
+        return train(
+            args.interactions, args.items, args.out, args.every, settings, users=args.users, retrieval=args.retrieval
+        )
     if args.command == "export-logs":
         return export_logs(_settings(), args.out)
     if args.command == "rebuild":

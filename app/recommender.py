@@ -210,7 +210,8 @@ def sparse_context(
         u = cold
     else:
         u = np.asarray(bundle.arrays["default_user"], dtype=np.float64)
-    sims = bundle.arrays["centroids"] @ u
+    # Cosine: a factorisation's user norms vary (offline/job.py), the temperature assumes unit ones.
+    sims = bundle.arrays["centroids"] @ (u / max(float(np.linalg.norm(u)), 1e-12))
     k = min(int(bundle.manifest["k_nearest"]), len(sims))
     top = np.argpartition(-sims, k - 1)[:k]
     top = top[np.argsort(-sims[top], kind="stable")]

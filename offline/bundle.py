@@ -14,11 +14,12 @@ Layout (format 1)
 array               shape, dtype        meaning
 ==================  ==================  =========================================================
 item_ids            (n_items,) <U       item id strings, row order of every item array
-item_emb            (n_items, dim) f4   item tower output (L2-normalised)
+item_emb            (n_items, dim) f4   item embedding: two-tower output (L2-normalised) or
+                                        factorisation factor (not normalised; see item_tower)
 item_bias           (n_items,) f4       prior logit offset per item
 item_created        (n_items,) f8       creation time, epoch seconds (fresh-item pool, age buckets)
 user_ids            (n_users,) <U       known users, row order of user_emb
-user_emb            (n_users, dim) f4   user tower output for known users
+user_emb            (n_users, dim) f4   embedding of each known user, in item_emb's space
 default_user        (dim,) f4           embedding for a cold user
 centroids           (C, dim) f4         user clusters: the sparse context's coordinates
 graph               (C, W) i4           candidate graph: top-W item rows per cluster
@@ -38,7 +39,8 @@ The user tower for cold users with features (``"user_tower": {"arrays": [...]}``
 ``user_feature_vocab`` (F,) <U tokens ``column=value`` (``feature_tokens``),
 ``user_feature_emb`` (F, dim) f4, ``user_out_w`` (dim, dim) f4, ``user_out_b`` (dim,) f4; a user
 not in ``user_ids`` is ``normalise(mean(user_feature_emb[tokens]) @ user_out_w + user_out_b)``
-(``user_from_features``), or ``default_user`` when none of her tokens is known.
+(``user_from_features``), or ``default_user`` when none of her tokens is known; without
+``normalise`` where ``"user_tower"`` says ``"normalise": false`` (a factorisation's bundle).
 
 The item tower's content part, for items not in ``item_ids`` (``"item_tower": {"arrays": [...],
 "columns": [...]}``, optional; every bundle of the offline job has it, older ones may not):
@@ -58,6 +60,10 @@ item by these and no others (``Bundle.item_feature_columns``). A new item is
 known tokens of all its columns together (``item_from_features``), which is how the job exported
 the items without training interactions; with no known token the mean is zeros, so a
 featureless item is ``normalise(item_out_b)``. F_i may be 0 (an items file without features).
+``"normalise": false`` (a bundle whose embeddings come from ``offline/factorisation.py``,
+``metrics.retrieval``): the same formula without ``normalise``, with ``item_out_w`` the
+identity and ``item_out_b`` the mean item factor, since a factor's norm carries how much users
+engage with the item; such bundles have no user tower. Absent means true.
 
 ``"popular": {"arrays": ["popular"]}`` (optional): ``popular`` (P,) i4, item rows by
 recency-weighted interaction count, most popular first; retrieval adds the first
@@ -336,7 +342,9 @@ def user_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDAr
         return None
     a = bundle.arrays
     x = np.asarray(a["user_feature_emb"][rows], dtype=np.float64).mean(axis=0)
-    out = x @ a["user_out_w"] + a["user_out_b"]
+    out = np.asarray(x @ a["user_out_w"] + a["user_out_b"], dtype=np.float64)
+    if not bundle.manifest.get("user_tower", {}).get("normalise", True):
+        return out  # a factorisation's space (see item_from_features)
     return np.asarray(out / max(float(np.linalg.norm(out)), 1e-12), dtype=np.float64)
 
 
@@ -364,6 +372,9 @@ def item_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDAr
     [0.447, 0.894]
     >>> item_from_features(bundle, {}).tolist()  # a featureless item
     [0.0, 1.0]
+    >>> raw = Bundle(Path("in-memory"), {"item_tower": {"normalise": False}}, arrays)
+    >>> item_from_features(raw, {"genres": "Comedy"}).tolist()  # a factorisation's bundle
+    [2.0, 1.0]
     >>> item_from_features(Bundle(Path("old"), {}, {}), {"genres": "Comedy"}) is None
     True
     """
@@ -374,5 +385,7 @@ def item_from_features(bundle: Bundle, features: dict[str, str | float]) -> NDAr
     rows = [index[t] for column, value in features.items() for t in feature_tokens(column, value) if t in index]
     dim = a["item_out_b"].shape[0]
     x = np.asarray(a["item_feature_emb"][rows], dtype=np.float64).mean(axis=0) if rows else np.zeros(dim)
-    out = x @ a["item_out_w"] + a["item_out_b"]
+    out = np.asarray(x @ a["item_out_w"] + a["item_out_b"], dtype=np.float64)
+    if not bundle.manifest.get("item_tower", {}).get("normalise", True):
+        return out  # a factorisation's space: the norm carries how much users engage (offline/job.py)
     return np.asarray(out / max(float(np.linalg.norm(out)), 1e-12), dtype=np.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,13 @@ from offline.job import JobConfig, run_job
 from offline.rankers import RankerConfig
 from offline.two_tower import TwoTowerConfig
 
-FAST = JobConfig(clusters=4, two_tower=TwoTowerConfig(epochs=3, dim=8), rankers=RankerConfig(epochs=2), search=({},))
+FAST = JobConfig(
+    clusters=4,
+    two_tower=TwoTowerConfig(epochs=3, dim=8),
+    rankers=RankerConfig(epochs=2),
+    search=({},),
+    retrieval="two_tower",  # these tests are about the two-tower's own item tower
+)
 GENRES = ("Comedy", "Drama", "Horror", "Romance")
 N_TRAINED, N_USERS = 30, 50
 # Never in the interactions file, so exported from content alone. Their bags mix the columns
@@ -64,9 +70,9 @@ def write_files(root: Path, feature_columns: bool) -> tuple[Path, Path]:
     return interactions, items
 
 
-def train(root: Path, feature_columns: bool = True) -> Run:
+def train(root: Path, feature_columns: bool = True, config: JobConfig = FAST) -> Run:
     interactions, items = write_files(root, feature_columns)
-    report = run_job(interactions, items, root / "bundles", FAST)
+    report = run_job(interactions, items, root / "bundles", config)
     assert report.published
     with items.open(newline="") as fh:
         features: dict[str, Features] = {
@@ -81,13 +87,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return train(tmp_path_factory.mktemp("item-tower"))
 
 
+@pytest.fixture(scope="module")
+def factorised(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return train(tmp_path_factory.mktemp("factorised"), config=replace(FAST, retrieval="factorisation"))
+
+
 def embedding(run: Run, item: str) -> np.ndarray:
     return np.asarray(run.bundle.arrays["item_emb"][run.bundle.item_index[item]], dtype=np.float64)
 
 
 def test_the_bundle_carries_the_item_tower(run: Run) -> None:
     a, spec = run.bundle.arrays, run.bundle.manifest["item_tower"]
-    assert spec == {"arrays": list(ITEM_TOWER), "columns": ["decade", "genres"]}
+    assert spec == {"arrays": list(ITEM_TOWER), "columns": ["decade", "genres"], "normalise": True}
     assert run.bundle.item_feature_columns == frozenset({"decade", "genres"})
     vocab = set(a["item_feature_vocab"].tolist())
     assert {"genres=Western", "decade=1990", *(f"genres={g}" for g in GENRES)} <= vocab
@@ -101,6 +112,25 @@ def test_an_item_without_interactions_is_embedded_as_the_job_did(run: Run, item:
     v = item_from_features(run.bundle, run.features[item])
     assert v is not None
     np.testing.assert_allclose(v, embedding(run, item), atol=1e-5)
+
+
+@pytest.mark.parametrize("item", sorted(FRESH))
+def test_a_factorisation_embeds_items_without_interactions_as_the_job_did(factorised: Run, item: str) -> None:
+    # Not normalised: a factor's norm is how much users engage with the item.
+    assert factorised.bundle.manifest["item_tower"]["normalise"] is False
+    assert factorised.bundle.manifest["metrics"]["retrieval"] == "factorisation"
+    v = item_from_features(factorised.bundle, factorised.features[item])
+    assert v is not None
+    np.testing.assert_allclose(v, embedding(factorised, item), atol=1e-5)
+
+
+def test_a_factorisation_item_is_its_content_only_without_interactions(factorised: Run) -> None:
+    for item in ("m0", "m1", "m2"):
+        v = item_from_features(factorised.bundle, factorised.features[item])
+        assert v is not None and np.abs(v - embedding(factorised, item)).max() > 1e-3
+    featureless = item_from_features(factorised.bundle, {})
+    assert featureless is not None
+    np.testing.assert_allclose(featureless, factorised.bundle.arrays["item_out_b"], atol=1e-6)
 
 
 def test_a_trained_item_is_more_than_its_content(run: Run) -> None:

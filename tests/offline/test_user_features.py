@@ -23,7 +23,9 @@ def kind(item: int) -> str:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """Team a likes kind x and passes on kind y; team b the other way round."""
+    """Team a likes kind x and passes on kind y; team b the other way round. Each user also
+    engages with kind x items more often if she is in team a (two of three), so that what she
+    chooses, which the factorisation models, tells the teams apart as well as what she likes."""
     root = tmp_path_factory.mktemp("teams")
     rng = np.random.default_rng(0)
     interactions, items, users = root / "interactions.csv", root / "items.csv", root / "users.csv"
@@ -36,17 +38,23 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     rows = []
     for u in range(N_USERS):
         liked = "xy"[u % 2]
-        for j in rng.choice(N_ITEMS, 24, replace=False):
+        own = [j for j in range(N_ITEMS) if kind(j) == liked]
+        other = [j for j in range(N_ITEMS) if kind(j) != liked]
+        for j in [*rng.choice(own, 16, replace=False), *rng.choice(other, 8, replace=False)]:
             rows.append([f"p{u}", f"m{j}", float(rng.uniform(0, 1e6)), 1.0 if kind(int(j)) == liked else 0.0])
     with interactions.open("w", newline="") as fh:
         csv.writer(fh).writerows([["user_id", "item_id", "timestamp", "reward"], *rows])
     return interactions, items, users
 
 
-def test_a_cold_user_is_served_from_her_features(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("retrieval", ["two_tower", "factorisation"])
+def test_a_cold_user_is_served_from_her_features(
+    files: tuple[Path, Path, Path], tmp_path: Path, retrieval: str
+) -> None:
     interactions, items, users = files
     out = tmp_path / "bundles"
     args = ["train", "--interactions", str(interactions), "--items", str(items), "--users", str(users)]
+    args += ["--retrieval", retrieval]
     assert cli([*args, "--out", str(out)]) == 0
     version = current_version(out)
     assert version is not None
