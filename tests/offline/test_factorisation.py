@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def test_alternating_steps_never_raise_the_objective(alpha: float) -> None:
         return float((c * (dense - x @ y.T) ** 2).sum() + 0.5 * ((x**2).sum() + (y**2).sum()))
 
     values = [objective(n) for n in (1, 2, 4, 8)]
-    assert all(a >= b - 1e-9 for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(values))
     assert values[-1] < values[0]
 
 
@@ -103,10 +105,11 @@ def part(shown: bool) -> Interactions:
 def test_impressions_keep_their_real_labels_and_engagements_meet_a_sampled_item() -> None:
     users, items = {"u0": 1, "u1": 2}, {f"i{j}": j for j in range(6)}
     rng = np.random.default_rng(0)
-    u, i, y = ranker_rows(part(True), users, items, 6, 0.5, rng)
+    _, _, y = ranker_rows(part(True), users, items, 6, 0.5, rng)
     assert len(y) == 6 and y.tolist() == [1.0, 0.0] * 3  # real negatives, nothing sampled
     u, i, y = ranker_rows(part(False), users, items, 6, 0.5, rng)
     assert len(y) == 12 and y[:6].tolist() == [1.0, 0.5] * 3 and (y[6:] == 0).all()
+    assert ((i[6:] >= 0) & (i[6:] < 6)).all()
     np.testing.assert_array_equal(u[6:], u[:6])  # each engagement's user beside a random item
     assert preference(part(False), JobConfig().disliked_weight).tolist() == [1.0, 0.5] * 3
 
