@@ -40,7 +40,7 @@ from offline.bundle import (
     user_from_features,
 )
 from streaming.bus import BusUnavailable, Message, Producer
-from streaming.events import FeedbackEvent, RequestContext
+from streaming.events import EventError, FeedbackEvent, RequestContext, check_key_part
 from streaming.opstats import LATENCY_MS, Counters, bucket
 from streaming.stores import Charge, Store, StoreUnavailable
 
@@ -210,6 +210,11 @@ def sparse_context(
         u = cold
     else:
         u = np.asarray(bundle.arrays["default_user"], dtype=np.float64)
+    return u, clusters_of(bundle, u)
+
+
+def clusters_of(bundle: Bundle, u: FloatArray) -> SparseContext:
+    """The K clusters nearest the embedding ``u`` (dim,), with softmax weights (K,)."""
     # Cosine: a factorisation's user norms vary (offline/job.py), the temperature assumes unit ones.
     sims = bundle.arrays["centroids"] @ (u / max(float(np.linalg.norm(u)), 1e-12))
     k = min(int(bundle.manifest["k_nearest"]), len(sims))
@@ -217,7 +222,7 @@ def sparse_context(
     top = top[np.argsort(-sims[top], kind="stable")]
     logits = sims[top] / float(bundle.manifest["temperature"])
     w = np.exp(logits - logits.max())
-    return u, SparseContext(top.astype(np.int64), w / w.sum())
+    return SparseContext(top.astype(np.int64), w / w.sum())
 
 
 def candidate_rows(
@@ -395,6 +400,26 @@ class Recommender:
                     found[i] = index.get(i, -1)
         return list(found), np.fromiter(found.values(), dtype=np.int64, count=len(found))
 
+    def _fold_in(
+        self, bundle: Bundle, user_id: str, u: FloatArray, context: SparseContext, n: int
+    ) -> tuple[FloatArray, SparseContext]:
+        """``u`` plus ``fold_in @ Σ y_j`` over the user's ``n`` latest clicked items the bundle
+        knows, and its clusters; unchanged when she has none or the store cannot say."""
+        try:
+            clicked = self._breaker.call(self._store.recent_clicks, check_key_part("user_id", user_id), n)
+        except EventError:
+            return u, context  # an id that cannot be a key (braces) has no recent clicks
+        except StoreUnavailable:
+            self._metrics.store_errors.labels("clicks").inc()
+            return u, context
+        index = bundle.item_index
+        rows = [index[item] for item in clicked if item in index]
+        if not rows or bundle.fold_in is None:
+            return u, context
+        y = np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64).sum(axis=0)
+        folded = u + bundle.fold_in @ y
+        return folded, clusters_of(bundle, folded)
+
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
         """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
         features), at most the bundle's default (``unknown_priors`` caps it by the known ones)."""
@@ -428,6 +453,8 @@ class Recommender:
         config = self._surfaces.get(surface)
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
+        if config.fold_in_clicks and bundle.fold_in is not None:
+            u, context = self._fold_in(bundle, user_id, u, context, config.fold_in_clicks)
 
         rng = self._rng()
         view = self._catalogue.view(bundle)

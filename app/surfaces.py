@@ -46,6 +46,11 @@ class SurfaceConfig(BaseModel):
     # Retrieval mode: the items trending now (doing far better than their priors, learnt from
     # feedback across every context) that join each request (app/trending.py).
     trending_per_request: int = Field(20, ge=0, le=100)
+    # The user's latest clicks folded into her embedding before scoring (at most this many; 0:
+    # off). With a factorisation's bundle the embedding is a ridge solve over what she chose,
+    # so each click adds (YᵀY + λI)⁻¹ y_item to it (offline/bundle.py, fold_in): her taste and
+    # her clusters move within a second of a click, cold users included.
+    fold_in_clicks: int = Field(50, ge=0, le=50)
     # Positions at the bottom of every slate given to the best-bonus item published since the
     # bundle (the live catalogue), when a candidate: new items explored on purpose.
     fresh_slots: int = Field(1, ge=0, le=10)

@@ -65,6 +65,10 @@ featureless item is ``normalise(item_out_b)``. F_i may be 0 (an items file witho
 identity and ``item_out_b`` the mean item factor, since a factor's norm carries how much users
 engage with the item; such bundles have no user tower. Absent means true.
 
+``"factorisation": {"lam": λ, "alpha": α}`` (bundles whose embeddings come from
+``offline/factorisation.py``): serving folds a user's recent clicks into her factor with
+``Bundle.fold_in``, ``(YᵀY + λI)⁻¹`` over ``item_emb``.
+
 ``"popular": {"arrays": ["popular"]}`` (optional): ``popular`` (P,) i4, item rows by
 recency-weighted interaction count, most popular first; retrieval adds the first
 ``popular_per_request`` of them to every request's candidates, so that items good for everyone
@@ -190,6 +194,26 @@ class Bundle:
         keys are in row order), so serving turns rows into ids without making new strings, and
         sets and dictionaries of them reuse the strings' cached hashes."""
         return list(self.item_index)
+
+    @cached_property
+    def fold_in(self) -> NDArray[np.float64] | None:
+        """``(YᵀY + λI)⁻¹`` (dim, dim) over ``item_emb`` for a factorisation's bundle
+        (``"factorisation": {"lam": λ}`` in the manifest), else None. With ``alpha = 0`` a user's
+        factor is that matrix times the sum of her chosen items' factors, so a new click on item
+        j adds ``fold_in @ y_j`` to it: the same ridge step the job solved, one more row.
+
+        >>> b = Bundle(Path("in-memory"), {"factorisation": {"lam": 1.0}}, {"item_emb": np.eye(2)})
+        >>> b.fold_in.tolist()
+        [[0.5, 0.0], [0.0, 0.5]]
+        >>> Bundle(Path("two-tower"), {}, {"item_emb": np.eye(2)}).fold_in is None
+        True
+        """
+        spec = self.manifest.get("factorisation")
+        if not isinstance(spec, dict) or "lam" not in spec:
+            return None
+        y = np.asarray(self.arrays["item_emb"], dtype=np.float64)
+        gram = y.T @ y + float(spec["lam"]) * np.eye(y.shape[1])
+        return np.asarray(np.linalg.inv(gram), dtype=np.float64)
 
     @cached_property
     def mean_item_bias(self) -> float:

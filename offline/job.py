@@ -323,6 +323,11 @@ def run_job(
             "normalise": retrieval == "two_tower",
         },
         "popular": {"arrays": ["popular"]},
+        **(
+            {"factorisation": {"lam": cfg.factorisation.lam, "alpha": cfg.factorisation.alpha}}
+            if retrieval == "factorisation"
+            else {}
+        ),
         "warm_start": {"arrays": sorted(a for a in arrays if a.startswith("tower_")), "dim": cfg.two_tower.dim},
     }
     if user_vocab:

@@ -19,6 +19,10 @@ that batch's calibration delta is dropped rather than recomputed: a few events f
 statistical estimate, never one counted twice. Impressions and clicks of randomised slates
 count per position in the surface's examination pseudo-item the same way.
 
+Recent clicks. Each newly credited click joins its user's recent clicks (``Store.add_clicks``,
+a set per user, written before the statistics so that a redelivery re-adds rather than
+misses); serving folds them into her embedding.
+
 Trending. After a batch, each item whose pooled residual it changed is re-scored from the
 store (``bandits.pooled.trending_scores``) into the version's trending list; serving adds the
 list's top to every request's candidates, so an item that turns into a hit in one cluster
@@ -62,6 +66,10 @@ UNKNOWN_SURFACE = "_unknown"  # dead letters whose request context is gone
 # hosts and the time a consumer may hold a joined batch before applying it. The serving lease
 # (streaming.stores.SERVING_LEASE_S) is added by retirement itself.
 RETIRE_SLACK_S = 120.0
+# Each user's recent clicks (``Store.add_clicks``): at most the surface setting ``fold_in_clicks``
+# allows, kept for a month after her last click.
+CLICKS_KEEP = 50
+CLICKS_TTL_S = 30 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ class PartitionWork:
     fresh_impressions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # (version, item) → its pool coordinate, for items whose residual was learnt (trending).
     pools: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Newly credited clicks as (user_id, item_id, ts), for each user's recent clicks (serving
+    # folds them into her embedding: app/recommender.py, ``fold_in``).
+    clicks: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 def build_deltas(
@@ -189,6 +200,8 @@ def build_deltas(
                     work.fresh_impressions[(ctx.surface, ctx.version, ev.item_id)] += 1
         if flag == "c":
             work.ops[(ctx.surface, f"clk_{arm}")] += 1
+            if ctx.user_id and "{" not in ctx.user_id and "}" not in ctx.user_id:
+                work.clicks.append((ctx.user_id, ev.item_id, ev.ts if ev.ts > 0 else ctx.ts))
     sums = _sum_rows(rows)
     for key, cells in calibration.items():
         bins = sorted(cells)
@@ -265,6 +278,10 @@ def apply_partition(
         work = _work_for(store, partition, todo, contexts)
         if first is None:
             first = work  # counted from the first pass only: a retry adds no events
+            # Before the statistics: a set, so a crash between the two and the redelivery that
+            # follows re-add the same members; after them, the redelivery would find the
+            # watermarks moved and the clicks would never reach the user's set.
+            store.add_clicks(work.clicks, CLICKS_KEEP, CLICKS_TTL_S)
         conflicted: set[str] = set()
         for version, deltas in work.deltas.items():
             results = store.apply(version, partition, deltas, credit_ttl_s)

@@ -26,6 +26,10 @@ key                                                type    value                
 ``om:v:<version>:trending``                        ZSET    item → trending score                 none
                                                            (``bandits.pooled.trending_scores``),
                                                            the ``TRENDING_KEEP`` highest only
+``om:clicks:{<user_id>}``                          ZSET    item → epoch s of the user's latest   30 days
+                                                           click on it, the latest              after her
+                                                           ``fold_in_clicks`` only (not per     last click
+                                                           version: ids outlive bundles)
 ``om:{items}:records``                             HASH    item → its latest catalogue record    none
                                                            (``streaming.catalogue.ItemRecord``
                                                            JSON; a take-down is a record too)
@@ -285,6 +289,10 @@ SURFACE_CHANGES_KEY = "om:surface-changes"
 
 def trending_key(version: str) -> str:
     return f"om:v:{check_key_part('version', version)}:trending"
+
+
+def clicks_key(user_id: str) -> str:
+    return f"om:clicks:{{{check_key_part('user_id', user_id)}}}"
 
 
 def rate_key(subject: str) -> str:
@@ -590,6 +598,27 @@ class RedisStore:
     @_unavailable_on_redis_error
     def trending(self, version: str, n: int) -> list[str]:
         found = self._r.zrevrangebyscore(trending_key(version), "+inf", "(0", start=0, num=n)
+        return [_text(item) for item in found if isinstance(item, bytes | str)]
+
+    @_unavailable_on_redis_error
+    def add_clicks(self, clicks: Sequence[tuple[str, str, float]], keep: int, ttl_s: float) -> None:
+        if not clicks:
+            return
+        latest: dict[str, dict[str, float]] = {}
+        for user, item, ts in clicks:
+            table = latest.setdefault(user, {})
+            table[item] = max(ts, table.get(item, ts))
+        pipe = self._r.pipeline(transaction=False)
+        for user, table in latest.items():
+            key = clicks_key(user)
+            pipe.zadd(key, table, gt=True)  # a redelivered or older click never moves it back
+            pipe.zremrangebyrank(key, 0, -(keep + 1))
+            pipe.expire(key, max(1, int(ttl_s)))
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def recent_clicks(self, user_id: str, n: int) -> list[str]:
+        found = self._r.zrevrange(clicks_key(user_id), 0, n - 1)
         return [_text(item) for item in found if isinstance(item, bytes | str)]
 
     @_unavailable_on_redis_error

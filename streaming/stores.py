@@ -139,6 +139,16 @@ class Store(Protocol):
         """The ``n`` items with the highest positive trending scores, best first."""
         ...
 
+    def add_clicks(self, clicks: Sequence[tuple[str, str, float]], keep: int, ttl_s: float) -> None:
+        """Record ``(user_id, item_id, ts)`` clicks in each user's recent clicks: a set of items
+        with their latest click time, the ``keep`` latest only, dropped ``ttl_s`` after the
+        user's last click. Idempotent (a set), so a redelivered batch changes nothing."""
+        ...
+
+    def recent_clicks(self, user_id: str, n: int) -> list[str]:
+        """The user's ``n`` most recently clicked items, latest first."""
+        ...
+
     def gather_live(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
         """``gather`` plus the live catalogue's sequence number, in the same round trip."""
         ...
@@ -348,6 +358,7 @@ class MemoryStore:
         self._lag: dict[str, dict[int, int]] = {}
         self._impressions: dict[tuple[str, str], int] = {}
         self._trending: dict[str, dict[str, float]] = {}
+        self._clicks: dict[str, tuple[dict[str, float], float]] = {}  # user → (item → ts, expiry)
         self._items: dict[str, tuple[float, bytes]] = {}
         self._item_seq: dict[str, int] = {}
         self._catalogue_seq = 0
@@ -474,6 +485,24 @@ class MemoryStore:
             table = self._trending.get(version, {})
             best = sorted(((-score, item) for item, score in table.items() if score > 0))[:n]
         return [item for _, item in best]
+
+    def add_clicks(self, clicks: Sequence[tuple[str, str, float]], keep: int, ttl_s: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for user, item, ts in clicks:
+                table, _ = self._clicks.get(user, ({}, 0.0))
+                table[item] = max(ts, table.get(item, ts))
+                if len(table) > keep:
+                    table = dict(sorted(table.items(), key=lambda kv: (kv[1], kv[0]))[-keep:])
+                self._clicks[user] = (table, now + ttl_s)
+
+    def recent_clicks(self, user_id: str, n: int) -> list[str]:
+        with self._lock:
+            table, expires = self._clicks.get(user_id, ({}, 0.0))
+            if expires <= time.monotonic():
+                self._clicks.pop(user_id, None)
+                return []
+            return [item for item, _ in sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
     def gather_live(self, version: str, items: Sequence[str], coords: IntArray) -> tuple[FloatArray, FloatArray, int]:
         w2, b = self.gather(version, items, coords)

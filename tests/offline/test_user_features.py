@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.cli import main as cli
 from app.main import create_app
 from offline.bundle import Bundle, current_version
-from tests.app.conftest import settings_for
+from tests.app.conftest import TOKEN, settings_for
 
 N_ITEMS, N_USERS = 40, 80
 
@@ -91,3 +92,39 @@ def test_bad_users_file_names_row_and_column(tmp_path: Path, capsys: pytest.Capt
                 "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 2
     assert f"{users}, row 3, column user_id: duplicate user id 'p1' (first at row 2)" in capsys.readouterr().err
+
+
+def test_a_users_clicks_fold_into_her_embedding_within_seconds(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Over HTTP on embedded defaults: a user the bundle never saw clicks kind-x items, and the
+    priors of the kind-x items she has not clicked rise above kind y's (the factorisation's
+    fold-in, app/recommender.py); a surface with ``fold_in_clicks`` 0 stays where it was."""
+    interactions, items, _ = files
+    out = tmp_path / "bundles"
+    assert cli(["train", "--interactions", str(interactions), "--items", str(items), "--out", str(out)]) == 0
+    candidates = [f"m{j}" for j in range(N_ITEMS)]
+    clicked = [f"m{j}" for j in range(0, 10, 2)]  # five kind-x items
+    unclicked_x, kind_y = range(10, N_ITEMS, 2), range(1, N_ITEMS, 2)
+    with TestClient(create_app(settings_for(out))) as client:
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        r = client.put("/v1/admin/surfaces/nofold", json={"fold_in_clicks": 0}, headers=headers)
+        assert r.status_code == 200, r.text
+
+        def gap(surface: str) -> float:
+            body = {"user_id": "newcomer", "k": N_ITEMS, "candidates": candidates, "surface": surface}
+            r = client.post("/v1/recommend", json=body)
+            assert r.status_code == 200, r.text
+            prior = {i["item_id"]: i["prior"] for i in r.json()["items"]}
+            return float(np.mean([prior[f"m{j}"] for j in unclicked_x]) - np.mean([prior[f"m{j}"] for j in kind_y]))
+
+        before, before_off = gap("default"), gap("nofold")
+        rec = client.post("/v1/recommend", json={"user_id": "newcomer", "k": N_ITEMS, "candidates": candidates}).json()
+        events = [
+            {"event_id": f"c-{item}", "request_id": rec["request_id"], "item_id": item, "type": "click", "ts": 1.0}
+            for item in clicked
+        ]
+        assert client.post("/v1/feedback", json={"events": events}).status_code == 202
+        deadline = time.monotonic() + 10
+        while gap("default") < before + 0.05:  # the embedded consumer applies in the background
+            assert time.monotonic() < deadline, f"the clicks never moved her priors ({gap('default')} vs {before})"
+            time.sleep(0.05)
+        assert gap("nofold") == pytest.approx(before_off, abs=1e-9)

@@ -206,3 +206,14 @@ def test_no_feedback_on_one_request_moves_an_item_more_than_one_outcome(
             # b = w·e·r − w·e²·p with one r in [lo, hi] at most and e in (0, 1].
             assert b <= w * max(hi, 0.0) + 1e-9
             assert b >= w * (min(lo, 0.0) - prior) - 1e-9
+
+
+def test_each_newly_credited_click_joins_its_users_recent_clicks() -> None:
+    ctx = dataclasses.replace(CTX, user_id="u7", ts=50.0)
+    events = [(0, ev("impression")), (1, ev("click")), (2, ev("click")), (3, ev("click", item="b"))]
+    work = build_deltas(events, {"r1": ctx}, {}, {})
+    assert work.clicks == [("u7", "a", 50.0), ("u7", "b", 50.0)]  # the repeated click is a duplicate
+    assert build_deltas([(4, ev("click"))], {"r1": ctx}, {}, {("v1", "a", "r1"): "ic"}).clicks == []
+    assert build_deltas([(0, ev("click"))], {"r1": CTX}, {}, {}).clicks == []  # no user recorded
+    braces = dataclasses.replace(CTX, user_id="{u}")
+    assert build_deltas([(0, ev("click"))], {"r1": braces}, {}, {}).clicks == []

@@ -362,3 +362,24 @@ def test_rate_limits_are_charged_one_by_one(store: Store) -> None:
     # The debt is paid at the rate: after 1.1 s, one more unit fits.
     time.sleep(1.1)
     assert store.take([Charge(loose.subject, 1, 1.0, 15)]) == [0.0]
+
+
+def test_recent_clicks_are_a_capped_set_latest_first(store: Store, version: str) -> None:
+    user = f"user-{version}"
+    assert store.recent_clicks(user, 10) == []
+    store.add_clicks([(user, "a", 10.0), (user, "b", 20.0), (user + "-other", "z", 5.0)], keep=3, ttl_s=60.0)
+    assert store.recent_clicks(user, 10) == ["b", "a"]
+    store.add_clicks([(user, "a", 10.0), (user, "b", 20.0)], keep=3, ttl_s=60.0)  # redelivered
+    assert store.recent_clicks(user, 10) == ["b", "a"]
+    store.add_clicks([(user, "a", 30.0), (user, "c", 25.0), (user, "d", 26.0)], keep=3, ttl_s=60.0)
+    assert store.recent_clicks(user, 10) == ["a", "d", "c"]  # "b" fell off the kept three
+    store.add_clicks([(user, "a", 1.0)], keep=3, ttl_s=60.0)  # an older click never moves it back
+    assert store.recent_clicks(user, 2) == ["a", "d"]
+    assert store.recent_clicks(user + "-other", 10) == ["z"]
+
+
+def test_recent_clicks_expire_after_the_last_click(store: Store, version: str) -> None:
+    user = f"user-{version}"
+    store.add_clicks([(user, "a", 10.0)], keep=3, ttl_s=1.0)
+    time.sleep(1.3)
+    assert store.recent_clicks(user, 10) == []

@@ -22,6 +22,7 @@ class SurfaceConfig:
         epsilon (float | Unset):  Default: 0.05.
         explore_slots (int | Unset):  Default: 2.
         explore_traffic (float | Unset):  Default: 0.05.
+        fold_in_clicks (int | Unset):  Default: 50.
         fresh_per_request (int | Unset):  Default: 20.
         fresh_slots (int | Unset):  Default: 1.
         lam_pool (float | Unset):  Default: 4.0.
@@ -42,6 +43,7 @@ class SurfaceConfig:
     epsilon: float | Unset = 0.05
     explore_slots: int | Unset = 2
     explore_traffic: float | Unset = 0.05
+    fold_in_clicks: int | Unset = 50
     fresh_per_request: int | Unset = 20
     fresh_slots: int | Unset = 1
     lam_pool: float | Unset = 4.0
@@ -67,6 +69,8 @@ class SurfaceConfig:
         explore_slots = self.explore_slots
 
         explore_traffic = self.explore_traffic
+
+        fold_in_clicks = self.fold_in_clicks
 
         fresh_per_request = self.fresh_per_request
 
@@ -109,6 +113,8 @@ class SurfaceConfig:
             field_dict["explore_slots"] = explore_slots
         if explore_traffic is not UNSET:
             field_dict["explore_traffic"] = explore_traffic
+        if fold_in_clicks is not UNSET:
+            field_dict["fold_in_clicks"] = fold_in_clicks
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -151,6 +157,8 @@ class SurfaceConfig:
 
         explore_traffic = d.pop("explore_traffic", UNSET)
 
+        fold_in_clicks = d.pop("fold_in_clicks", UNSET)
+
         fresh_per_request = d.pop("fresh_per_request", UNSET)
 
         fresh_slots = d.pop("fresh_slots", UNSET)
@@ -187,6 +195,7 @@ class SurfaceConfig:
             epsilon=epsilon,
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
+            fold_in_clicks=fold_in_clicks,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_pool=lam_pool,

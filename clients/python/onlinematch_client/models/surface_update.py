@@ -22,6 +22,7 @@ class SurfaceUpdate:
         epsilon (float | None | Unset):
         explore_slots (int | None | Unset):
         explore_traffic (float | None | Unset):
+        fold_in_clicks (int | None | Unset):
         fresh_per_request (int | None | Unset):
         fresh_slots (int | None | Unset):
         lam_pool (float | None | Unset):
@@ -42,6 +43,7 @@ class SurfaceUpdate:
     epsilon: float | None | Unset = UNSET
     explore_slots: int | None | Unset = UNSET
     explore_traffic: float | None | Unset = UNSET
+    fold_in_clicks: int | None | Unset = UNSET
     fresh_per_request: int | None | Unset = UNSET
     fresh_slots: int | None | Unset = UNSET
     lam_pool: float | None | Unset = UNSET
@@ -91,6 +93,12 @@ class SurfaceUpdate:
             explore_traffic = UNSET
         else:
             explore_traffic = self.explore_traffic
+
+        fold_in_clicks: int | None | Unset
+        if isinstance(self.fold_in_clicks, Unset):
+            fold_in_clicks = UNSET
+        else:
+            fold_in_clicks = self.fold_in_clicks
 
         fresh_per_request: int | None | Unset
         if isinstance(self.fresh_per_request, Unset):
@@ -181,6 +189,8 @@ class SurfaceUpdate:
             field_dict["explore_slots"] = explore_slots
         if explore_traffic is not UNSET:
             field_dict["explore_traffic"] = explore_traffic
+        if fold_in_clicks is not UNSET:
+            field_dict["fold_in_clicks"] = fold_in_clicks
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -265,6 +275,15 @@ class SurfaceUpdate:
             return cast(float | None | Unset, data)
 
         explore_traffic = _parse_explore_traffic(d.pop("explore_traffic", UNSET))
+
+        def _parse_fold_in_clicks(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        fold_in_clicks = _parse_fold_in_clicks(d.pop("fold_in_clicks", UNSET))
 
         def _parse_fresh_per_request(data: object) -> int | None | Unset:
             if data is None:
@@ -389,6 +408,7 @@ class SurfaceUpdate:
             epsilon=epsilon,
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
+            fold_in_clicks=fold_in_clicks,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_pool=lam_pool,
