@@ -8,6 +8,8 @@ The world (semi-synthetic, from ``../shared/datasets/movielens-latest-small``):
 - **Training**: ``onlinematch train`` on the ratings before the 80th-percentile timestamp, with
   genres and year as item features. Movies first rated after it are the **fresh** items: the
   bundle knows them by their features only.
+- ``--world drift``: halfway through, every user's tastes move halfway towards another user's
+  (her click logits become the mean of hers and theirs; the oracle follows).
 - ``--world hits``: halfway through, 30 movies outside the 500 most rated become hits
   overnight (their click logits rise by 3): tastes move, and learning within seconds is what
   the service is for.
@@ -16,7 +18,8 @@ Rows, all on the same sequence of users and the same click model:
 - the service (``onlinematch serve`` + ``onlinematch consume`` on a real Redis and the Tansu
   broker, fresh for each row) in retrieval mode (no ``candidates``, k = 10), every impression
   and click sent back through ``/v1/feedback``: the default surface, α = 0, and position
-  ignored (``position_aware = false``);
+  ignored (``position_aware = false``), and (``--rows``) without the fold-in of each user's clicks
+  (``no_fold_in``);
 - a popularity list, recency-weighted popularity (half-life a tenth of the training span),
   random items, and the oracle (each user's true best ten), none of which learn.
 
@@ -86,9 +89,10 @@ class World:
     held: np.ndarray  # (I,) bool: held back from training, announced mid-run (--announce)
     features: dict[str, dict[str, str]]  # item id → its columns in the items file
     hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    drifted: np.ndarray | None = None  # (U, I) the logits from halfway (--world drift)
 
     def p(self, user: int, items: np.ndarray, boosted: bool) -> np.ndarray:
-        z = self.logit[user, items]
+        z = self.logit[user, items] if not boosted or self.drifted is None else self.drifted[user, items]
         if boosted and len(self.hits):
             z = z + 3.0 * np.isin(items, self.hits)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
@@ -121,7 +125,9 @@ def click_model(score: np.ndarray, random_rate: float = 0.015, top10_rate: float
     return np.asarray(a * z + c, dtype=np.float64)
 
 
-def build_world(work: Path, hits: bool, seed: int, announce: float = 0.0) -> tuple[World, Path, Path]:
+def build_world(
+    work: Path, hits: bool, seed: int, announce: float = 0.0, drift: bool = False
+) -> tuple[World, Path, Path]:
     """The ground truth, and the training files the service is trained on (without the
     ``announce`` fraction of the movies with training ratings)."""
     with (MOVIELENS / "ratings.csv").open() as f:
@@ -181,6 +187,11 @@ def build_world(work: Path, hits: bool, seed: int, announce: float = 0.0) -> tup
         rng = np.random.default_rng(seed + 1)
         tail = np.argsort(-train_counts)[500:]
         world.hits = rng.choice(tail, size=30, replace=False)
+    if drift:
+        # Each user's tastes move halfway towards another user's (a seeded permutation): what
+        # the bundle learnt of her is half wrong from then on, and only her clicks say how.
+        other = np.random.default_rng(seed + 3).permutation(len(users))
+        world.drifted = 0.5 * (logit + logit[other])
     return world, interactions, items_file
 
 
@@ -528,7 +539,7 @@ def catalogue_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--world", choices=["stationary", "hits"], default="stationary")
+    parser.add_argument("--world", choices=["stationary", "hits", "drift"], default="stationary")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default="default,alpha0,position_ignored", help="service rows to run")
     parser.add_argument("--surface", default="{}", help="JSON surface settings applied to every service row first")
@@ -549,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="om-bench-loop-"))
     try:
         started = time.monotonic()
-        world, interactions, items = build_world(work, args.world == "hits", args.seed, args.announce)
+        world, interactions, items = build_world(
+            work, args.world == "hits", args.seed, args.announce, drift=args.world == "drift"
+        )
         bundles = train(cache or work / "bundles", interactions, items)
         held = f", {int(world.held.sum())} held back" if world.held.any() else ""
         print(f"world: {len(world.users)} users, {len(world.items)} items ({int(world.fresh.sum())} fresh{held}), "
@@ -561,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         hidden = np.where(world.held, -np.inf, world.logit)  # the oracle before the announcement
 
         def oracle(n: int, u: int, rng: np.random.Generator) -> np.ndarray:
+            if world.drifted is not None and n >= args.requests // 2:
+                return np.argsort(-world.drifted[u])[:K]
             return np.argsort(-(world.logit[u] if n >= args.requests // 4 else hidden[u]))[:K]
 
         rows = [
@@ -573,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             "default": {},
             "alpha0": {"alpha": 0.0},
             "position_ignored": {"position_aware": False},
+            "no_fold_in": {"fold_in_clicks": 0},  # the user's clicks never move her embedding
             "withheld": {},  # default, but the held-back items are never announced
         }
         base = json.loads(args.surface)
@@ -621,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
             result["curve_max_error"] = round(float(gap.max()), 4)
         if "service position_ignored" in by_name:
             result["vs_position_ignored"] = round(last / by_name["service position_ignored"].quarters()[3], 3)
+        if "service no_fold_in" in by_name:
+            result["vs_no_fold_in"] = round(last / by_name["service no_fold_in"].quarters()[3], 3)
     if args.announce > 0 or args.takedown > 0:
         result |= catalogue_report(rows, by_name, args.requests, int(world.held.sum()), args.takedown, args.replicas)
     print(json.dumps(result))
