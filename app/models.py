@@ -223,6 +223,7 @@ class SurfaceUpdate(BaseModel):
     popular_per_request: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
     trending_per_request: Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)] | None = None
     fold_in_clicks: Annotated[int, Field(ge=0, le=50), BeforeValidator(_integral)] | None = None
+    fold_in_weight: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     fresh_slots: Annotated[int, Field(ge=0, le=10), BeforeValidator(_integral)] | None = None
     reward_min: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     reward_max: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None

@@ -401,10 +401,12 @@ class Recommender:
         return list(found), np.fromiter(found.values(), dtype=np.int64, count=len(found))
 
     def _fold_in(
-        self, bundle: Bundle, user_id: str, u: FloatArray, context: SparseContext, n: int
+        self, bundle: Bundle, user_id: str, u: FloatArray, context: SparseContext, config: SurfaceConfig
     ) -> tuple[FloatArray, SparseContext]:
-        """``u`` plus ``fold_in @ Σ y_j`` over the user's ``n`` latest clicked items the bundle
-        knows, and its clusters; unchanged when she has none or the store cannot say."""
+        """``u`` plus ``weight · fold_in @ Σ y_j`` over the user's ``fold_in_clicks`` latest
+        clicked items the bundle knows, and its clusters; unchanged when she has none or the
+        store cannot say."""
+        n = config.fold_in_clicks
         try:
             clicked = self._breaker.call(self._store.recent_clicks, check_key_part("user_id", user_id), n)
         except EventError:
@@ -417,7 +419,7 @@ class Recommender:
         if not rows or bundle.fold_in is None:
             return u, context
         y = np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64).sum(axis=0)
-        folded = u + bundle.fold_in @ y
+        folded = u + config.fold_in_weight * (bundle.fold_in @ y)
         return folded, clusters_of(bundle, folded)
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
@@ -454,7 +456,7 @@ class Recommender:
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
         if config.fold_in_clicks and bundle.fold_in is not None:
-            u, context = self._fold_in(bundle, user_id, u, context, config.fold_in_clicks)
+            u, context = self._fold_in(bundle, user_id, u, context, config)
 
         rng = self._rng()
         view = self._catalogue.view(bundle)

@@ -51,6 +51,8 @@ class SurfaceConfig(BaseModel):
     # so each click adds (YᵀY + λI)⁻¹ y_item to it (offline/bundle.py, fold_in): her taste and
     # her clusters move within a second of a click, cold users included.
     fold_in_clicks: int = Field(50, ge=0, le=50)
+    # What one click weighs in that solve, against one interaction of the training window.
+    fold_in_weight: float = Field(1.0, ge=0, le=100, allow_inf_nan=False)
     # Positions at the bottom of every slate given to the best-bonus item published since the
     # bundle (the live catalogue), when a candidate: new items explored on purpose.
     fresh_slots: int = Field(1, ge=0, le=10)

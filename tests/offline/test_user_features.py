@@ -108,6 +108,8 @@ def test_a_users_clicks_fold_into_her_embedding_within_seconds(files: tuple[Path
         headers = {"authorization": f"Bearer {TOKEN}"}
         r = client.put("/v1/admin/surfaces/nofold", json={"fold_in_clicks": 0}, headers=headers)
         assert r.status_code == 200, r.text
+        r = client.put("/v1/admin/surfaces/weightless", json={"fold_in_weight": 0.0}, headers=headers)
+        assert r.status_code == 200, r.text
 
         def gap(surface: str) -> float:
             body = {"user_id": "newcomer", "k": N_ITEMS, "candidates": candidates, "surface": surface}
@@ -116,7 +118,7 @@ def test_a_users_clicks_fold_into_her_embedding_within_seconds(files: tuple[Path
             prior = {i["item_id"]: i["prior"] for i in r.json()["items"]}
             return float(np.mean([prior[f"m{j}"] for j in unclicked_x]) - np.mean([prior[f"m{j}"] for j in kind_y]))
 
-        before, before_off = gap("default"), gap("nofold")
+        before, before_off, before_weightless = gap("default"), gap("nofold"), gap("weightless")
         rec = client.post("/v1/recommend", json={"user_id": "newcomer", "k": N_ITEMS, "candidates": candidates}).json()
         events = [
             {"event_id": f"c-{item}", "request_id": rec["request_id"], "item_id": item, "type": "click", "ts": 1.0}
@@ -128,3 +130,4 @@ def test_a_users_clicks_fold_into_her_embedding_within_seconds(files: tuple[Path
             assert time.monotonic() < deadline, f"the clicks never moved her priors ({gap('default')} vs {before})"
             time.sleep(0.05)
         assert gap("nofold") == pytest.approx(before_off, abs=1e-9)
+        assert gap("weightless") == pytest.approx(before_weightless, abs=1e-9)

@@ -23,6 +23,7 @@ class SurfaceConfig:
         explore_slots (int | Unset):  Default: 2.
         explore_traffic (float | Unset):  Default: 0.05.
         fold_in_clicks (int | Unset):  Default: 50.
+        fold_in_weight (float | Unset):  Default: 1.0.
         fresh_per_request (int | Unset):  Default: 20.
         fresh_slots (int | Unset):  Default: 1.
         lam_pool (float | Unset):  Default: 4.0.
@@ -44,6 +45,7 @@ class SurfaceConfig:
     explore_slots: int | Unset = 2
     explore_traffic: float | Unset = 0.05
     fold_in_clicks: int | Unset = 50
+    fold_in_weight: float | Unset = 1.0
     fresh_per_request: int | Unset = 20
     fresh_slots: int | Unset = 1
     lam_pool: float | Unset = 4.0
@@ -71,6 +73,8 @@ class SurfaceConfig:
         explore_traffic = self.explore_traffic
 
         fold_in_clicks = self.fold_in_clicks
+
+        fold_in_weight = self.fold_in_weight
 
         fresh_per_request = self.fresh_per_request
 
@@ -115,6 +119,8 @@ class SurfaceConfig:
             field_dict["explore_traffic"] = explore_traffic
         if fold_in_clicks is not UNSET:
             field_dict["fold_in_clicks"] = fold_in_clicks
+        if fold_in_weight is not UNSET:
+            field_dict["fold_in_weight"] = fold_in_weight
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -159,6 +165,8 @@ class SurfaceConfig:
 
         fold_in_clicks = d.pop("fold_in_clicks", UNSET)
 
+        fold_in_weight = d.pop("fold_in_weight", UNSET)
+
         fresh_per_request = d.pop("fresh_per_request", UNSET)
 
         fresh_slots = d.pop("fresh_slots", UNSET)
@@ -196,6 +204,7 @@ class SurfaceConfig:
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
             fold_in_clicks=fold_in_clicks,
+            fold_in_weight=fold_in_weight,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_pool=lam_pool,

@@ -23,6 +23,7 @@ class SurfaceUpdate:
         explore_slots (int | None | Unset):
         explore_traffic (float | None | Unset):
         fold_in_clicks (int | None | Unset):
+        fold_in_weight (float | None | Unset):
         fresh_per_request (int | None | Unset):
         fresh_slots (int | None | Unset):
         lam_pool (float | None | Unset):
@@ -44,6 +45,7 @@ class SurfaceUpdate:
     explore_slots: int | None | Unset = UNSET
     explore_traffic: float | None | Unset = UNSET
     fold_in_clicks: int | None | Unset = UNSET
+    fold_in_weight: float | None | Unset = UNSET
     fresh_per_request: int | None | Unset = UNSET
     fresh_slots: int | None | Unset = UNSET
     lam_pool: float | None | Unset = UNSET
@@ -99,6 +101,12 @@ class SurfaceUpdate:
             fold_in_clicks = UNSET
         else:
             fold_in_clicks = self.fold_in_clicks
+
+        fold_in_weight: float | None | Unset
+        if isinstance(self.fold_in_weight, Unset):
+            fold_in_weight = UNSET
+        else:
+            fold_in_weight = self.fold_in_weight
 
         fresh_per_request: int | None | Unset
         if isinstance(self.fresh_per_request, Unset):
@@ -191,6 +199,8 @@ class SurfaceUpdate:
             field_dict["explore_traffic"] = explore_traffic
         if fold_in_clicks is not UNSET:
             field_dict["fold_in_clicks"] = fold_in_clicks
+        if fold_in_weight is not UNSET:
+            field_dict["fold_in_weight"] = fold_in_weight
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -284,6 +294,15 @@ class SurfaceUpdate:
             return cast(int | None | Unset, data)
 
         fold_in_clicks = _parse_fold_in_clicks(d.pop("fold_in_clicks", UNSET))
+
+        def _parse_fold_in_weight(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        fold_in_weight = _parse_fold_in_weight(d.pop("fold_in_weight", UNSET))
 
         def _parse_fresh_per_request(data: object) -> int | None | Unset:
             if data is None:
@@ -409,6 +428,7 @@ class SurfaceUpdate:
             explore_slots=explore_slots,
             explore_traffic=explore_traffic,
             fold_in_clicks=fold_in_clicks,
+            fold_in_weight=fold_in_weight,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_pool=lam_pool,
