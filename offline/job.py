@@ -5,13 +5,15 @@
 2. Two-tower settings chosen on an inner temporal split (``JobConfig.search``); the model is
    warm-started from the serving bundle when that is sound (``_warm_start``), and an ablation
    without logQ is trained cold.
+   Beside it the implicit-feedback factorisation (``offline/factorisation.py``); the bundle
+   serves one of the two (``JobConfig.retrieval``, the factorisation by default).
 3. Holdout evaluation: Recall@10/50/100 against popularity (and recency-weighted popularity),
    the no-logQ ablation, and fresh items.
 4. Teacher on the most recent part of the training window, its labels written once, students
    of two sizes (auxiliary distillation head), Platt-scaled on the first half of the holdout
    and judged on the second. The served prior is the smallest student whose AUC is within
    ``student_auc_margin`` of the teacher's (``"prior": {"kind": "mlp"}``), else the calibrated
-   two-tower score.
+   score of the served embeddings (always, with the factorisation).
 5. Clusters, candidate graph, fresh pool; the gate against the serving bundle; an immutable
    bundle (``offline/bundle.py``) and the ``current`` pointer.
 """
@@ -624,6 +626,11 @@ def _gate(out: Path, metrics: dict[str, Any], tolerance: float) -> str:
         previous = Bundle.load(out / current, verify=False).manifest.get("metrics", {})
     except BundleError:
         return ""  # an unreadable current bundle is no reason to keep serving it
+    # Bundles of another model family (or from before the job reported one: the two-tower) are
+    # measured on other terms: the change of family is the configuration's decision, not the
+    # gate's. Their figures stay in both manifests.
+    if previous.get("retrieval", "two_tower") != metrics.get("retrieval", "two_tower"):
+        return ""
     worse = []
     for key, name in (("recall_at_50", "Recall@50"), ("prior_auc", "the prior's AUC")):
         old, new = previous.get(key), metrics.get(key)

@@ -128,6 +128,10 @@ def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) 
     third = run_job(*subset, tmp_path, FAST)
     assert not third.published and "the prior's AUC" in third.reason and "Recall@50" not in third.reason
     assert current_version(tmp_path) == first.version
+    # A bundle of the other model family is not compared on these terms: the switch is
+    # configured, and an upgrade from a two-tower bundle would otherwise be refused for good.
+    switched = run_job(*subset, tmp_path, replace(FAST, retrieval="two_tower"))
+    assert switched.published and switched.metrics["retrieval"] == "two_tower"
 
 
 def test_cli_reports_bad_files_with_row_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
