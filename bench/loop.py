@@ -435,7 +435,8 @@ def service_row(
                 print(f"  {name}: {n + 1} requests, {np.mean(row.clicks[-2000:]):.3f} clicks/request", flush=True)
         stats = clients[0].get("/v1/admin/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         learnt = stats["surfaces"]["default"].get("learnt") or {}
-        row.curve = [float(x) for x in learnt.get("examination", [])]
+        if surface.get("position_aware", True):  # else the service shows its unlearnt starting curve
+            row.curve = [float(x) for x in learnt.get("examination", [])]
     return row
 
 
