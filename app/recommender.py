@@ -40,7 +40,7 @@ from offline.bundle import (
     user_from_features,
 )
 from streaming.bus import BusUnavailable, Message, Producer
-from streaming.events import EventError, FeedbackEvent, RequestContext, check_key_part
+from streaming.events import FeedbackEvent, RequestContext
 from streaming.opstats import LATENCY_MS, Counters, bucket
 from streaming.stores import Charge, Store, StoreUnavailable
 
@@ -112,6 +112,7 @@ class BundleHolder:
                 self.last_error = f"bundle {bundle.version} waits: the statistics store did not answer its report"
                 log.warning("bundle_swap_deferred", version=bundle.version, reason="store_unavailable")
                 return False
+            _ = bundle.fold_in  # (YᵀY + λI)⁻¹ over every item: here, not in the first request
             # With nothing loaded yet, serve priors at once; contexts wait for the lease.
             self._bundle = bundle
             self.last_error = None
@@ -401,25 +402,28 @@ class Recommender:
         return list(found), np.fromiter(found.values(), dtype=np.int64, count=len(found))
 
     def _fold_in(
-        self, bundle: Bundle, user_id: str, u: FloatArray, context: SparseContext, config: SurfaceConfig
+        self,
+        bundle: Bundle,
+        fold: FloatArray,
+        user_id: str,
+        u: FloatArray,
+        context: SparseContext,
+        config: SurfaceConfig,
     ) -> tuple[FloatArray, SparseContext]:
-        """``u`` plus ``weight · fold_in @ Σ y_j`` over the user's ``fold_in_clicks`` latest
-        clicked items the bundle knows, and its clusters; unchanged when she has none or the
-        store cannot say."""
-        n = config.fold_in_clicks
+        """``u`` plus ``weight · fold @ Σ y_j`` (``fold`` is ``bundle.fold_in``, (dim, dim)) over
+        the user's ``fold_in_clicks`` latest clicked items the bundle knows, and its clusters;
+        unchanged when she has none or the store cannot say."""
         try:
-            clicked = self._breaker.call(self._store.recent_clicks, check_key_part("user_id", user_id), n)
-        except EventError:
-            return u, context  # an id that cannot be a key (braces) has no recent clicks
+            clicked = self._breaker.call(self._store.recent_clicks, user_id, config.fold_in_clicks)
         except StoreUnavailable:
             self._metrics.store_errors.labels("clicks").inc()
             return u, context
         index = bundle.item_index
         rows = [index[item] for item in clicked if item in index]
-        if not rows or bundle.fold_in is None:
+        if not rows:
             return u, context
         y = np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64).sum(axis=0)
-        folded = u + config.fold_in_weight * (bundle.fold_in @ y)
+        folded = u + config.fold_in_weight * (fold @ y)
         return folded, clusters_of(bundle, folded)
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
@@ -455,8 +459,9 @@ class Recommender:
         config = self._surfaces.get(surface)
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
-        if config.fold_in_clicks and bundle.fold_in is not None:
-            u, context = self._fold_in(bundle, user_id, u, context, config)
+        fold = bundle.fold_in
+        if config.fold_in_clicks and fold is not None:
+            u, context = self._fold_in(bundle, fold, user_id, u, context, config)
 
         rng = self._rng()
         view = self._catalogue.view(bundle)

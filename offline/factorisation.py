@@ -120,6 +120,18 @@ def fold_in(p_row: FloatArray, y: FloatArray, lam: float) -> FloatArray:
     return np.asarray(np.linalg.solve(y.T @ y + lam * np.eye(d), y.T @ p_row), dtype=np.float64)
 
 
+def content_embed(bag: list[int], tokens: FloatArray, intercept: FloatArray) -> FloatArray:
+    """``intercept + mean(tokens[bag])`` (d,): a factor from a feature bag (``content_map``'s
+    model); the intercept alone for an empty bag.
+
+    >>> content_embed([0, 1], np.array([[1.0], [3.0]]), np.array([0.5])).tolist()
+    [2.5]
+    """
+    if not bag:
+        return np.asarray(intercept, dtype=np.float64)
+    return np.asarray(intercept + tokens[bag].mean(axis=0), dtype=np.float64)
+
+
 def content_map(
     bags: list[list[int]], n_tokens: int, targets: FloatArray, rows: IntArray, lam: float = 1.0
 ) -> tuple[FloatArray, FloatArray]:

@@ -33,7 +33,7 @@ from bandits.checks import FloatArray
 from offline.bundle import ITEM_TOWER, Bundle, BundleError, current_version, mlp_head, publish
 from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
 from offline.data import Interactions, Users, feature_bags, load_interactions, load_items, load_users, split_by_time
-from offline.factorisation import FactorisationConfig, content_map, factorise, fold_in
+from offline.factorisation import FactorisationConfig, content_embed, content_map, factorise, fold_in
 from offline.rankers import (
     RankerConfig,
     auc,
@@ -315,7 +315,7 @@ def run_job(
         # Always, even without item features: serving embeds an item the bundle does not know
         # as the job embedded the items without training interactions (``item_from_features``).
         "item_feature_vocab": np.array(item_vocab, dtype=str),
-        **_item_tower(served, model),
+        **_tower(served, model, "item"),
     }
     user_tower = ["user_feature_vocab", "user_feature_emb", "user_out_w", "user_out_b"] if user_vocab else []
     manifest = {
@@ -346,7 +346,7 @@ def run_job(
         "warm_start": {"arrays": sorted(a for a in arrays if a.startswith("tower_")), "dim": cfg.two_tower.dim},
     }
     if user_vocab:
-        arrays |= _user_tower(served, model, user_vocab)
+        arrays |= {"user_feature_vocab": np.array(user_vocab), **_tower(served, model, "user")}
     publish(out, version, arrays, manifest)
     return JobReport(True, version, "published", metrics)
 
@@ -376,7 +376,7 @@ def _factorise(
     with_items = np.bincount(items, minlength=n_items) > 0
     token_emb, intercept = content_map(*item_bags, y[with_items], np.flatnonzero(with_items))
     for j in np.flatnonzero(~with_items).tolist():
-        y[j] = intercept + (token_emb[feats[j]].mean(axis=0) if feats[j] else 0.0)
+        y[j] = content_embed(feats[j], token_emb, intercept)
     with_users = np.bincount(users, minlength=n_users) > 0
     # A cold user arrives now, so she is the average of recent choices, not of all time: the
     # rows weighted by age (half-life ``cold_user_half_life_days``), scaled to an average
@@ -388,7 +388,7 @@ def _factorise(
     user_token_emb, user_intercept = content_map(*user_bags, x[with_users], np.flatnonzero(with_users))
     for r in np.flatnonzero(~with_users).tolist():  # known by features only, or by nothing
         bag = user_bags[0][r]
-        x[r] = user_intercept + user_token_emb[bag].mean(axis=0) if bag else default_user
+        x[r] = content_embed(bag, user_token_emb, user_intercept) if bag else default_user
     return Factorised(x, y, default_user, token_emb, intercept, user_token_emb, user_intercept)
 
 
@@ -432,35 +432,20 @@ def _pair_dots(model: TwoTowerResult | Factorised, users: Any, items: Any) -> An
     return np.einsum("ed,ed->e", model.user_emb[users], model.item_emb[items]).astype(np.float64)
 
 
-def _item_tower(served: TwoTowerResult | Factorised, model: TwoTowerResult) -> dict[str, Any]:
-    """The arrays ``item_from_features`` embeds a new item with, in the served embeddings' space:
-    the two-tower's content part, or the factorisation's token map (``out_w`` the identity)."""
-    if isinstance(served, Factorised):
-        d = served.item_emb.shape[1]
-        return {
-            "item_feature_emb": served.token_emb.astype(np.float32),
-            "item_out_w": np.eye(d, dtype=np.float32),
-            "item_out_b": served.intercept.astype(np.float32),
-        }
-    return {
-        "item_feature_emb": model.state["item.features"],
-        "item_out_w": model.state["item.out.w"],
-        "item_out_b": model.state["item.out.b"],
-    }
-
-
-def _user_tower(served: TwoTowerResult | Factorised, model: TwoTowerResult, vocab: list[str]) -> dict[str, Any]:
-    """The arrays ``user_from_features`` embeds a cold user with, in the served space."""
+def _tower(served: TwoTowerResult | Factorised, model: TwoTowerResult, side: str) -> dict[str, Any]:
+    """The arrays ``item_from_features`` (``side`` "item") or ``user_from_features`` ("user")
+    embed with, in the served embeddings' space: the two-tower's content part, or the
+    factorisation's token map (``out_w`` the identity)."""
     parts: tuple[Any, Any, Any]
     if isinstance(served, Factorised):
-        d = served.user_emb.shape[1]
-        parts = (served.user_token_emb, np.eye(d), served.user_intercept)
+        tokens, intercept = (
+            (served.token_emb, served.intercept) if side == "item" else (served.user_token_emb, served.user_intercept)
+        )
+        parts = (tokens, np.eye(served.item_emb.shape[1]), intercept)
     else:
-        parts = (model.state["user.features"], model.state["user.out.w"], model.state["user.out.b"])
-    names = ("user_feature_emb", "user_out_w", "user_out_b")
-    return {"user_feature_vocab": np.array(vocab)} | {
-        n: a.astype(np.float32) for n, a in zip(names, parts, strict=True)
-    }
+        parts = (model.state[f"{side}.features"], model.state[f"{side}.out.w"], model.state[f"{side}.out.b"])
+    names = (f"{side}_feature_emb", f"{side}_out_w", f"{side}_out_b")
+    return {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, parts, strict=True)}
 
 
 def _positives(part: Interactions, user_index: dict[str, int], item_index: dict[str, int]) -> tuple[Any, Any, Any]:

@@ -44,7 +44,14 @@ from bandits.calibration import BINS, bin_index
 from bandits.checks import FloatArray, IntArray
 from bandits.pooled import trending_scores
 from streaming.bus import Bus, BusUnavailable, CommitFailed, Message, Record
-from streaming.events import EventError, FeedbackEvent, RequestContext, calibration_item, examination_item
+from streaming.events import (
+    EventError,
+    FeedbackEvent,
+    RequestContext,
+    calibration_item,
+    check_key_part,
+    examination_item,
+)
 from streaming.opstats import (
     FRESH_AGE_S,
     FRESH_IMPRESSIONS,
@@ -200,7 +207,7 @@ def build_deltas(
                     work.fresh_impressions[(ctx.surface, ctx.version, ev.item_id)] += 1
         if flag == "c":
             work.ops[(ctx.surface, f"clk_{arm}")] += 1
-            if ctx.user_id and "{" not in ctx.user_id and "}" not in ctx.user_id:
+            if _key_part(ctx.user_id):  # older contexts have none; a bad one must not stall the batch
                 work.clicks.append((ctx.user_id, ev.item_id, ev.ts if ev.ts > 0 else ctx.ts))
     sums = _sum_rows(rows)
     for key, cells in calibration.items():
@@ -218,6 +225,14 @@ def build_deltas(
             ItemDelta(item, low, high, coords, w2, b, dict(new_credits.get(key, {})))
         )
     return work
+
+
+def _key_part(value: str) -> bool:
+    try:
+        check_key_part("user_id", value)
+    except EventError:
+        return False
+    return True
 
 
 def _sum_rows(
