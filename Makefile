@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
 LATEST := .venv-latest
 
-.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-catalogue soak screenshot chromium clean
+.PHONY: run test lint typecheck unit services lock client fuzz test-latest bench-bandits bench-serve bench-consume bench-offline bench-loop bench-experiment bench-catalogue soak screenshot chromium clean
 
 # Installs come from the locks in requirements/ (exact versions, every file's hash checked), then
 # the project itself without dependencies, built by the locked setuptools.
@@ -117,6 +117,12 @@ bench-offline: $(STAMP)
 # arguments with LOOP_ARGS, e.g. LOOP_ARGS='--world hits --bundle-cache var/bench-loop'.
 bench-loop: $(STAMP) services
 	$(PY) -m bench.loop $(LOOP_ARGS)
+
+# Two live experiments on `onlinematch demo` (bench/experiment.py): α = 0 control at 20% against
+# the demo's settings, and the what-if dial against an arm that runs the other explore_traffic.
+EXPERIMENT_ARGS ?= --seconds 600
+bench-experiment: $(STAMP)
+	$(PY) -m bench.experiment $(EXPERIMENT_ARGS)
 
 # The live catalogue in the same loop (bench/loop.py): 5% of the rated movies held back from
 # training and announced through PUT /v1/items at the start of Q2, 20 often served taken down

@@ -6,10 +6,12 @@ import math
 import time
 from typing import Any
 
+from app.experiments import Experiment, arm_results
 from app.main import Services
 from app.surfaces import SurfaceConfig
 from bandits.whatif import EXPLORE, GREEDY, what_if
-from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, coin_sums_of, minute_of, quantile
+from streaming.events import arm_stats_key
+from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, TOTAL_MINUTE, coin_sums_of, minute_of, quantile
 from streaming.stores import StoreUnavailable
 
 # The what-if dial's values of explore_traffic, beside the current one: production runs 1-6%,
@@ -95,9 +97,32 @@ def surface_series(rows: list[dict[str, int]], config: SurfaceConfig) -> dict[st
     }
 
 
+def experiment_view(svc: Services, experiment: Experiment, window: list[int]) -> dict[str, Any]:
+    """An experiment and each arm's figures (``app.experiments.arm_results``) over ``window``
+    (minutes since the epoch, oldest first); raises ``StoreUnavailable``."""
+    totals, rows = {}, {}
+    for arm in experiment.arms:
+        key = arm_stats_key(experiment.surface, experiment.key(arm))
+        totals[arm.name] = svc.store.read_stats(key, [TOTAL_MINUTE])[0]
+        rows[arm.name] = svc.store.read_stats(key, window)
+    # Each arm's what-if curve over its whole run: what other explore_traffic values would have
+    # drawn immediately on its slates (bench/experiment.py checks one against an arm running it).
+    return {
+        "experiment": experiment.model_dump(mode="json"),
+        "arms": [
+            {**r.model_dump(mode="json"), "whatif": whatif_curve([totals[arm.name]], arm.config)}
+            for r, arm in zip(arm_results(experiment, totals, rows), experiment.arms, strict=True)
+        ],
+    }
+
+
+def window_minutes(now: float, minutes: int = 60) -> list[int]:
+    return list(range(minute_of(now) - minutes + 1, minute_of(now) + 1))
+
+
 def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
     now = time.time()
-    window = list(range(minute_of(now) - minutes + 1, minute_of(now) + 1))
+    window = window_minutes(now, minutes)
     body: dict[str, Any] = {"now": now, "minutes": [m * 60 for m in window], "surfaces": {}, "degraded": []}
     bundle = svc.bundles.current if svc.bundles.loaded else None
     body["bundle"] = (
@@ -107,7 +132,9 @@ def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
     )
     try:
         configs = svc.surfaces.all()
-        names = sorted((svc.store.stats_surfaces() | set(configs) | {"default"}) - {"_unknown"})
+        # An experiment arm's counters (``<surface>@<arm>``) are drawn in its surface's panel.
+        surfaces = {n for n in svc.store.stats_surfaces() if "@" not in n}
+        names = sorted((surfaces | set(configs) | {"default"}) - {"_unknown"})
         rows_by_name = {name: svc.store.read_stats(name, window) for name in names}
         # Busiest surfaces first: an idle one should not push a live one below the fold.
         for name in sorted(names, key=lambda n: -sum(r.get("req", 0) for r in rows_by_name[n])):
@@ -118,6 +145,10 @@ def build_stats(svc: Services, minutes: int = 60) -> dict[str, Any]:
                 "whatif": whatif_curve(rows_by_name[name], config),
                 "learnt": svc.recommender.learnt_model(name) if bundle else None,
             }
+            experiment = svc.surfaces.experiment(name)
+            body["surfaces"][name]["experiment"] = (
+                experiment_view(svc, experiment, window) if experiment is not None else None
+            )
         unknown = svc.store.read_stats("_unknown", window)
         body["dead_letters_unknown_request"] = _series(unknown, "dead")
         body["consumer_lag"] = {str(p): n for p, n in sorted(svc.store.get_lag(svc.settings.consumer_group).items())}

@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-DEMO_WORLD = WorldConfig(n_users=2000, n_clusters=32, n_items=1000, n_fresh=100, horizon=100_000, seed=7)
+# With one trap of real data (bandits/README.md): items good or bad for everyone that the offline
+# prior does not know (global_effect, a logit spread of 1). Beside the fresh items the prior
+# under-rates, they are what exploring finds and never exploring cannot: the demo's experiment
+# (α = 0 against the default, bench/experiment.py) has a right answer.
+DEMO_WORLD = WorldConfig(
+    n_users=2000, n_clusters=32, n_items=1000, n_fresh=100, horizon=100_000, seed=7, global_effect=1.0
+)
 
 
 def build_world_bundle(root: Path, world: World, version: str, graph_width: int = 100) -> Path:
@@ -235,18 +241,21 @@ def simulate_users(
     rate_per_s: float = 20.0,
     k: int = 4,
     tally: DemoTally | None = None,
+    surface: str = "demo",
+    seed: int = 1,
 ) -> None:
-    """Users from ``world`` ask for ``k`` items and click with the world's true probabilities."""
-    rng = np.random.default_rng(world.config.seed + 1)
+    """Users from ``world`` ask for ``k`` items on ``surface`` and click with the world's true
+    probabilities (their draws seeded by the world's seed plus ``seed``)."""
+    rng = np.random.default_rng(world.config.seed + seed)
     with httpx.Client(base_url=base_url, timeout=5.0) as client:
         # More exploration than production's 1-6% so that a newcomer sees it happen.
-        client.put("/v1/admin/surfaces/demo", json=DEMO_SURFACE, headers={"Authorization": f"Bearer {token}"})
+        client.put(f"/v1/admin/surfaces/{surface}", json=DEMO_SURFACE, headers={"Authorization": f"Bearer {token}"})
         t = 0
         while not stop.is_set():
             t += 1
             user = int(rng.integers(world.config.n_users))
             try:
-                rec = client.post("/v1/recommend", json={"user_id": f"user-{user}", "k": k, "surface": "demo"}).json()
+                rec = client.post("/v1/recommend", json={"user_id": f"user-{user}", "k": k, "surface": surface}).json()
                 items = [i["item_id"] for i in rec.get("items", [])]
                 rows = np.array([int(i.split("-")[1]) for i in items], dtype=np.int64)
                 p = world.ctr(user, rows, 0) * world.slot_bias(len(rows)) if len(rows) else np.zeros(0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import time
 import uuid
@@ -241,8 +242,14 @@ def problem(status: int, title: str, detail: str, retry_after: int | None = None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _field(loc: tuple[Any, ...], message: str = "") -> str:
+    """The dotted field an error names. A check across fields (a model validator) fails at the
+    model's own location; its message then starts with the field it blames
+    (``"Value error, control: ..."``), which is appended."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    named = re.match(r"Value error, ([A-Za-z_][\w.]*): ", message)
+    if named and not ".".join(parts).endswith(named.group(1)):
+        parts.append(named.group(1))
     return ".".join(parts) or "body"
 
 
@@ -350,7 +357,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        errors = [{"field": _field(tuple(e["loc"]), str(e["msg"])), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem(422, "Invalid request", detail, errors=errors)
 
@@ -362,11 +369,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             # Every method of the path (RFC 9110), not only the first route's: GET, PUT and
             # DELETE of one path are three routes.
             # (The service's own router: FastAPI nests included routes out of reach of app.routes.)
+            from app.experiment_routes import router as experiment_router
             from app.routes import router
 
             allowed = {
                 m
-                for route in router.routes
+                for route in [*router.routes, *experiment_router.routes]
                 if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
                 for m in (route.methods or ())
             }
@@ -384,7 +392,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     app.add_middleware(Observe)
 
+    from app.experiment_routes import router as experiment_router
     from app.routes import router
 
     app.include_router(router)
+    app.include_router(experiment_router)
     return app

@@ -14,6 +14,7 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 from streaming.catalogue import MAX_COLUMNS, MAX_VALUE_LENGTH
@@ -227,6 +228,66 @@ class SurfaceUpdate(BaseModel):
     fresh_slots: Annotated[int, Field(ge=0, le=10), BeforeValidator(_integral)] | None = None
     reward_min: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
     reward_max: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] | None = None
+
+
+ArmName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
+
+
+class ArmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: ArmName
+    share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        description="The share of the surface's users this arm serves (users, by a stable hash of user_id)."
+    )
+    settings: SurfaceUpdate = Field(
+        default_factory=SurfaceUpdate, description="The arm's settings: the surface's, with these fields changed."
+    )
+
+
+class ExperimentIn(BaseModel):
+    """An experiment to start on a surface (``app/experiments.py``). Shares may sum to less than 1:
+    the users left over stay outside, served by the surface's own settings."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "alpha0-control",
+                    "control": "control",
+                    "arms": [
+                        {"name": "control", "share": 0.1, "settings": {"alpha": 0.0}},
+                        {"name": "explore", "share": 0.9, "settings": {"alpha": 0.2}},
+                    ],
+                }
+            ]
+        },
+    )
+
+    name: ArmName
+    control: ArmName = Field(description="The arm every other arm's lift is measured against.")
+    arms: list[ArmIn] = Field(min_length=2, max_length=8)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentIn:
+        names = [a.name for a in self.arms]
+        for n, name in enumerate(names):
+            if name in names[:n]:
+                raise ValueError(f"arms.{n}.name: {name!r} names two arms")
+        if self.control not in names:
+            raise ValueError(f"control: {self.control!r} is not one of the arms ({', '.join(names)})")
+        total = math.fsum(a.share for a in self.arms)
+        if total > 1 + 1e-9:
+            raise ValueError(f"arms: the shares sum to {total:g}, more than 1")
+        return self
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"arm": "explore"}]})
+
+    arm: ArmName = Field(description="The arm whose settings the surface takes; the experiment ends.")
 
 
 class ItemPut(BaseModel):

@@ -39,8 +39,9 @@ from offline.bundle import (
     mlp_prior,
     user_from_features,
 )
+from streaming import stores
 from streaming.bus import BusUnavailable, Message, Producer
-from streaming.events import FeedbackEvent, RequestContext
+from streaming.events import FeedbackEvent, RequestContext, arm_namespace, arm_stats_key
 from streaming.opstats import LATENCY_MS, Counters, bucket
 from streaming.stores import Charge, Store, StoreUnavailable
 
@@ -66,6 +67,10 @@ class BundleHolder:
         self._bundle: Bundle | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        # Experiment arms' namespaces (app/experiments.py) → when a request last used one, and
+        # when a report of one was last tried: reported like a version while they are in use.
+        self._namespaces: dict[str, float] = {}
+        self._tried: dict[str, float] = {}
 
     @property
     def current(self) -> Bundle:
@@ -83,11 +88,36 @@ class BundleHolder:
         return self._lease is None or self._lease.held(version)
 
     def report(self) -> Report | None:
-        """Renew the lease on the serving version (the heartbeat); None when nothing is loaded."""
+        """Renew the lease on the serving version (the heartbeat), and on every experiment arm's
+        namespace a request used within the lease; None when nothing is loaded."""
         bundle = self._bundle
         if bundle is None or self._lease is None:
             return None
-        return self._lease.acquire(bundle.version)
+        report = self._lease.acquire(bundle.version)
+        idle = time.monotonic() - stores.SERVING_LEASE_S
+        for namespace, used in list(self._namespaces.items()):
+            if used < idle:
+                # An ended experiment's arms: nobody reports them now, so the consumers'
+                # retirement pass deletes them once the grace period is over.
+                self._namespaces.pop(namespace, None)
+            else:
+                self._lease.acquire(namespace)
+        return report
+
+    def reported_namespace(self, namespace: str) -> bool:
+        """May a context for an experiment arm's namespace be stored now? A namespace is
+        reported on its first use (and after a failed report, at most once a second) on the
+        request path, so an arm's first requests are not degraded until the next heartbeat."""
+        if self._lease is None:
+            return True
+        now = time.monotonic()
+        self._namespaces[namespace] = now
+        if self._lease.held(namespace):
+            return True
+        if now - self._tried.get(namespace, -np.inf) < 1.0:
+            return False
+        self._tried[namespace] = now
+        return self._lease.acquire(namespace) is Report.GRANTED
 
     def reload_if_changed(self) -> bool:
         version = current_version(self.root)
@@ -369,12 +399,18 @@ class Recommender:
         return self._catalogue
 
     def _retrieve(
-        self, bundle: Bundle, view: LiveView, context: SparseContext, config: SurfaceConfig, rng: np.random.Generator
+        self,
+        bundle: Bundle,
+        view: LiveView,
+        context: SparseContext,
+        config: SurfaceConfig,
+        rng: np.random.Generator,
+        namespace: str,
     ) -> tuple[list[str], IntArray]:
         """Retrieval mode's candidate ids (N,) with their bundle rows (N,), -1 for an id not in
         the bundle: the bundle's candidates (``candidate_rows``) and the live items
         that the request's clusters take or the fresh draw picks (``app/catalogue.py``)."""
-        trending_rows = self._trending.rows(bundle, config.trending_per_request)
+        trending_rows = self._trending.rows(bundle, config.trending_per_request, namespace)
         # Half the fresh budget goes to items published since the bundle, when there are any:
         # they are the freshest of all, and the bundle's pool is mostly old items with few
         # impressions that would otherwise crowd them out.
@@ -395,7 +431,7 @@ class Recommender:
         if len(view.ids):
             index = bundle.item_index
             live = [view.ids[i] for i in view.candidates(context.indices, fresh_live, rng).tolist()]
-            live += [i for i in self._trending.ids(bundle.version, config.trending_per_request) if i in view.index]
+            live += [i for i in self._trending.ids(namespace, config.trending_per_request) if i in view.index]
             for i in live:
                 if i not in found:
                     found[i] = index.get(i, -1)
@@ -457,6 +493,15 @@ class Recommender:
         started = time.perf_counter()
         bundle = self._bundles.current
         config = self._surfaces.get(surface)
+        # An experiment arm serves this user with its own settings, in its own statistics
+        # namespace (app/experiments.py); everything it learns stays in that namespace.
+        namespace, arm_key, counted = bundle.version, "", [surface]
+        assigned = self._surfaces.arm(surface, user_id)
+        if assigned is not None:
+            experiment, arm = assigned
+            config, arm_key = arm.config, experiment.key(arm)
+            namespace = arm_namespace(bundle.version, arm_key)
+            counted.append(arm_stats_key(surface, arm_key))
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
         fold = bundle.fold_in
@@ -470,7 +515,7 @@ class Recommender:
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            ids, known = self._retrieve(bundle, view, context, config, rng)
+            ids, known = self._retrieve(bundle, view, context, config, rng, namespace)
         drop = view.deleted | set(exclude) if exclude else view.deleted
         if drop:
             kept = [n for n, i in enumerate(ids) if i not in drop]
@@ -484,7 +529,7 @@ class Recommender:
         if config.pooled:
             coords = np.append(coords, len(bundle.arrays["centroids"]))
         try:
-            w2, b, seq = self._breaker.call(self._store.gather_live, bundle.version, ids, coords)
+            w2, b, seq = self._breaker.call(self._store.gather_live, namespace, ids, coords)
         except StoreUnavailable:
             self._metrics.store_errors.labels("gather").inc()
             reasons.append("statistics_unavailable")
@@ -529,7 +574,7 @@ class Recommender:
             groups[mask] = self._groups(bundle)[known[mask]]
             # A new item has no popularity yet: the last group, with the bundle's long tail.
             groups[~mask] = GROUPS - 1
-            prior, learn = self._calibration.apply(bundle.version, surface, raw, groups)
+            prior, learn = self._calibration.apply(namespace, surface, raw, groups)
 
         # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
         # serving policy scores them through its ordinary interface.
@@ -550,7 +595,7 @@ class Recommender:
             # A uniformly random order (logged): each position sees the same mix of items.
             order = rng.permutation(n_slots)
             slate = Slate(slate.positions[order], slate.explored[order])
-        exam = self._examination.curve(bundle.version, surface, n_slots) if config.position_aware else np.ones(n_slots)
+        exam = self._examination.curve(namespace, surface, n_slots) if config.position_aware else np.ones(n_slots)
 
         request_id = uuid.uuid4().hex
         served = [
@@ -585,8 +630,9 @@ class Recommender:
             rewards=(config.reward_min, config.reward_max),
             explore_coin=explore,
             explore_p=-1.0 if reasons else float(config.explore_traffic),
+            arm=arm_key,
         )
-        if not self._bundles.reported(bundle.version):
+        if not (self._bundles.reported_namespace(namespace) if arm_key else self._bundles.reported(bundle.version)):
             # Without a report that landed, feedback on this request could reach a namespace
             # that a retirement pass is deleting (streaming.stores.retirable).
             reasons.append("version_unreported")
@@ -606,11 +652,13 @@ class Recommender:
             self._metrics.degraded.labels(reason).inc()
         log.debug("recommendation", decision_id=request_id, surface=surface, items=len(served), degraded=reasons)
         c = self._counters
-        c.add(surface, "req")
-        c.add(surface, "slots", len(served))
-        c.add(surface, "explored", n_explored)
-        c.add(surface, "degraded", int(bool(reasons)))
-        c.add(surface, bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS))
+        latency = bucket("lat", (time.perf_counter() - started) * 1000, LATENCY_MS)
+        for name in counted:
+            c.add(name, "req")
+            c.add(name, "slots", len(served))
+            c.add(name, "explored", n_explored)
+            c.add(name, "degraded", int(bool(reasons)))
+            c.add(name, latency)
         return Recommendation(request_id, bundle.version, served, bool(reasons), reasons, unknown)
 
     def learnt_model(self, surface: str, k: int = 10) -> dict[str, object]:

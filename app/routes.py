@@ -246,7 +246,7 @@ async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep,
     return svc.surfaces.get(surface)
 
 
-def _named(message: str) -> tuple[str, ...]:
+def named_field(message: str) -> tuple[str, ...]:
     """The field a cross-field message names first (``"Value error, reward_min: ..."``)."""
     match = re.search(r"(\w+): ", message)
     return (match.group(1),) if match else ()
@@ -272,7 +272,7 @@ async def put_surface(
     except ValidationError as exc:
         # Field checks ran on the body already; what is left are checks across fields, each
         # named after the first field it involves (SurfaceConfig._ordered_bounds: reward_min).
-        errors = [{**e, "loc": ("body", *(e["loc"] or _named(str(e["msg"]))))} for e in exc.errors()]
+        errors = [{**e, "loc": ("body", *(e["loc"] or named_field(str(e["msg"]))))} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
     try:
         await run_in_threadpool(svc.surfaces.put, surface, updated, who.name)

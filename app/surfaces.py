@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bandits import make_policy
 from bandits.policies import Policy
 from streaming.stores import Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from app.experiments import Arm, Experiment
 
 ServingPolicy = Literal["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"]
 
@@ -90,24 +93,67 @@ class Surfaces:
         self._lam = lam
         self._lock = threading.Lock()
         self._cached: dict[str, SurfaceConfig] = {}
+        # Experiments share the settings hash and its cache (app/experiments.py).
+        self._experiments: dict[str, Experiment] = {}
         self._loaded_at = float("-inf")
         self._policies: dict[SurfaceConfig, Policy[object]] = {}
 
-    def get(self, name: str) -> SurfaceConfig:
+    def _refresh(self) -> None:
+        # Here, not at the top: app.experiments builds on SurfaceConfig.
+        from app.experiments import EXPERIMENT_FIELD, Experiment
+
         now = time.monotonic()
-        if now - self._loaded_at > self._cache_s:
-            try:
-                raw = self._store.get_surfaces()
-                fresh = {k: SurfaceConfig.model_validate_json(v) for k, v in raw.items()}
-                with self._lock:
-                    self._cached, self._loaded_at = fresh, now
-            except StoreUnavailable:
-                pass  # keep serving the last known settings
+        if now - self._loaded_at <= self._cache_s:
+            return
+        try:
+            raw = self._store.get_surfaces()
+        except StoreUnavailable:
+            return  # keep serving the last known settings
+        fresh, experiments = {}, {}
+        for k, v in raw.items():
+            if k.startswith(EXPERIMENT_FIELD):
+                experiments[k[len(EXPERIMENT_FIELD) :]] = Experiment.model_validate_json(v)
+            else:
+                fresh[k] = SurfaceConfig.model_validate_json(v)
+        with self._lock:
+            self._cached, self._experiments, self._loaded_at = fresh, experiments, now
+
+    def get(self, name: str) -> SurfaceConfig:
+        self._refresh()
         return self._cached.get(name, SurfaceConfig())
 
     def all(self) -> dict[str, SurfaceConfig]:
-        self.get("default")
+        self._refresh()
         return dict(self._cached)
+
+    def experiment(self, surface: str) -> Experiment | None:
+        """The surface's latest experiment, running or ended (None if it never had one)."""
+        self._refresh()
+        return self._experiments.get(surface)
+
+    def arm(self, surface: str, user_id: str) -> tuple[Experiment, Arm] | None:
+        """The running experiment's arm that serves this user on this surface, if any."""
+        experiment = self.experiment(surface)
+        if experiment is None or not experiment.running:
+            return None
+        arm = experiment.assign(user_id)
+        return None if arm is None else (experiment, arm)
+
+    def running_experiments(self) -> list[Experiment]:
+        self._refresh()
+        return [e for e in self._experiments.values() if e.running]
+
+    def put_experiment(self, experiment: Experiment, who: str, action: str) -> None:
+        """Store an experiment (started, ended or promoted) with its audit record."""
+        from app.experiments import EXPERIMENT_FIELD
+
+        change = {"surface": experiment.surface, "who": who, "at": time.time(), "experiment": action,
+                  "new": experiment.model_dump(mode="json")}  # fmt: skip
+        self._store.put_surface(
+            EXPERIMENT_FIELD + experiment.surface, experiment.model_dump_json().encode(), orjson.dumps(change)
+        )
+        with self._lock:
+            self._experiments = {**self._experiments, experiment.surface: experiment}
 
     def put(self, name: str, config: SurfaceConfig, who: str) -> SurfaceConfig:
         old = self.get(name)

@@ -33,10 +33,11 @@ class Trending:
         self._read_at: dict[str, float] = {}
         self._ids: dict[str, list[str]] = {}
 
-    def rows(self, bundle: Bundle, n: int) -> IntArray:
-        """The bundle rows (at most ``n``,) of the version's best trending items, best first;
-        the last list read when the store does not answer, empty before any."""
-        ids = self.ids(bundle.version, n)
+    def rows(self, bundle: Bundle, n: int, namespace: str | None = None) -> IntArray:
+        """The bundle rows (at most ``n``,) of the version's best trending items (or those of
+        ``namespace``, an experiment arm's), best first; the last list read when the store does
+        not answer, empty before any."""
+        ids = self.ids(bundle.version if namespace is None else namespace, n)
         rows = [bundle.item_index.get(i, -1) for i in ids]
         return np.array([r for r in rows if r >= 0], dtype=np.int64)
 

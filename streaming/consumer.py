@@ -143,14 +143,14 @@ def build_deltas(
             work.counts[f"dead_{reason}"] += 1
             work.ops[(ctx.surface if ctx is not None else UNKNOWN_SURFACE, "dead")] += 1
             continue
-        key = (ctx.version, ev.item_id)
+        key = (ctx.namespace, ev.item_id)
         if offset <= marks.get(key, -1):
             work.counts["redelivered"] += 1
             continue
         low_high = span.setdefault(key, [offset, offset])
         low_high[1] = offset
         pending = new_credits[key].get(ev.request_id, "")
-        have = credited.get((ctx.version, ev.item_id, ev.request_id), "") + pending
+        have = credited.get((ctx.namespace, ev.item_id, ev.request_id), "") + pending
         flag = FLAG[ev.type]
         # One outcome per served item: its first click or reward. A click and a reward on the
         # same item would otherwise teach two outcomes, and no sequence of valid feedback on one
@@ -187,7 +187,7 @@ def build_deltas(
         if ctx.randomized and position is not None:
             pseudo.append((examination_item(ctx.surface), position, 1.0))
         for name, coord, exposure in pseudo:
-            pseudo_key = (ctx.version, name)
+            pseudo_key = (ctx.namespace, name)
             if offset > marks.get(pseudo_key, -1):
                 pseudo_span = span.setdefault(pseudo_key, [offset, offset])
                 pseudo_span[1] = offset
@@ -197,18 +197,24 @@ def build_deltas(
         new_credits[key][ev.request_id] = pending + gained
         work.counts[f"credited_{ev.type}"] += 1
         work.surface_ts.append((ctx.surface, ev.ts))
-        arm = "explored" if ctx.items[ev.item_id][1] else "exploited"
-        if impression:
-            work.ops[(ctx.surface, f"imp_{arm}")] += 1
-            age = ctx.ages.get(ev.item_id)
-            if age is not None:
-                work.ops[(ctx.surface, age_bucket(age))] += 1
-                if age < FRESH_AGE_S:
-                    work.fresh_impressions[(ctx.surface, ctx.version, ev.item_id)] += 1
-        if flag == "c":
-            work.ops[(ctx.surface, f"clk_{arm}")] += 1
-            if _key_part(ctx.user_id):  # older contexts have none; a bad one must not stall the batch
-                work.clicks.append((ctx.user_id, ev.item_id, ev.ts if ev.ts > 0 else ctx.ts))
+        slot = "explored" if ctx.items[ev.item_id][1] else "exploited"
+        age = ctx.ages.get(ev.item_id)
+        fresh = age is not None and age < FRESH_AGE_S
+        for surface in ctx.counter_surfaces:  # its surface's, and its experiment arm's
+            if impression:
+                work.ops[(surface, f"imp_{slot}")] += 1
+                if age is not None:
+                    work.ops[(surface, age_bucket(age))] += 1
+                if fresh:
+                    work.ops[(surface, "imp_fresh")] += 1
+            if flag == "c":
+                work.ops[(surface, f"clk_{slot}")] += 1
+                if fresh:
+                    work.ops[(surface, "clk_fresh")] += 1
+        if impression and fresh:
+            work.fresh_impressions[(ctx.surface, ctx.namespace, ev.item_id)] += 1
+        if flag == "c" and _key_part(ctx.user_id):  # older contexts have none; a bad one must not stall the batch
+            work.clicks.append((ctx.user_id, ev.item_id, ev.ts if ev.ts > 0 else ctx.ts))
     sums = _sum_rows(rows)
     for key, cells in calibration.items():
         bins = sorted(cells)
@@ -336,12 +342,12 @@ def _work_for(
     for _, ev in events:
         ctx = contexts.get(ev.request_id)
         if ctx is not None:
-            keys[ctx.version].add(ev.item_id)
-            pairs[ctx.version].add((ev.item_id, ev.request_id))
+            keys[ctx.namespace].add(ev.item_id)
+            pairs[ctx.namespace].add((ev.item_id, ev.request_id))
             if ctx.raw:
-                keys[ctx.version].add(calibration_item(ctx.surface))
+                keys[ctx.namespace].add(calibration_item(ctx.surface))
             if ctx.randomized:
-                keys[ctx.version].add(examination_item(ctx.surface))
+                keys[ctx.namespace].add(examination_item(ctx.surface))
     marks: dict[tuple[str, str], int] = {}
     credited: dict[tuple[str, str, str], str] = {}
     for version, items in keys.items():
@@ -504,7 +510,8 @@ class FeedbackConsumer:
         for request_id, total in self._clicks_now(new_clicks, contexts).items():
             ctx = contexts[request_id]
             field_name = coin_field(ctx.explore_coin, "clk2", ctx.explore_p)
-            counters.add(ctx.surface, field_name, clicks_sq_increment(total, new_clicks[request_id]), now)
+            for surface in ctx.counter_surfaces:
+                counters.add(surface, field_name, clicks_sq_increment(total, new_clicks[request_id]), now)
         fresh: Counter[tuple[str, str, str]] = Counter()
         for work in works:
             for (surface, name), n in work.ops.items():
@@ -535,7 +542,7 @@ class FeedbackConsumer:
         by_version: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for request_id in requests:
             ctx = contexts[request_id]
-            by_version[ctx.version] += [(item, request_id) for item in ctx.items]
+            by_version[ctx.namespace] += [(item, request_id) for item in ctx.items]
         clicked: Counter[str] = Counter()
         try:
             for version, pairs in by_version.items():

@@ -130,6 +130,25 @@ class FeedbackEvent:
         return cls.parse(raw)
 
 
+def arm_namespace(version: str, arm: str) -> str:
+    """The statistics namespace of an experiment arm (``app/experiments.py``) under a bundle
+    version: a version of its own to every store, retired like one.
+
+    >>> arm_namespace("v7", "alpha0-3fa2c1/control")
+    'v7@alpha0-3fa2c1/control'
+    """
+    return f"{version}@{arm}"
+
+
+def arm_stats_key(surface: str, arm: str) -> str:
+    """The operator counters' surface of an experiment arm (no surface name holds ``@``).
+
+    >>> arm_stats_key("home", "alpha0-3fa2c1/control")
+    'home@alpha0-3fa2c1/control'
+    """
+    return f"{surface}@{arm}"
+
+
 def _bounds(value: object) -> tuple[float, float]:
     """A context's reward bounds, a ``[lo, hi]`` pair as ``encode`` writes it."""
     if not isinstance(value, list | tuple) or len(value) != 2:
@@ -184,6 +203,19 @@ class RequestContext:
     # explores), so off-policy estimates (bandits/whatif.py) leave such requests out.
     explore_coin: bool = False
     explore_p: float = -1.0
+    # The experiment arm that served it (``app/experiments.py``: ``<experiment id>/<arm>``), empty
+    # outside any experiment. Its statistics live in the arm's namespace (``namespace``).
+    arm: str = ""
+
+    @property
+    def namespace(self) -> str:
+        """The statistics namespace its feedback goes to: the bundle version, or the arm's."""
+        return arm_namespace(self.version, self.arm) if self.arm else self.version
+
+    @property
+    def counter_surfaces(self) -> tuple[str, ...]:
+        """The operator counters' surfaces it counts under: its surface, and its arm's."""
+        return (self.surface, arm_stats_key(self.surface, self.arm)) if self.arm else (self.surface,)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -208,6 +240,7 @@ class RequestContext:
                 "rewards": list(self.rewards),
                 "explore_coin": self.explore_coin,
                 "explore_p": self.explore_p,
+                "arm": self.arm,
             }
         )
 
@@ -242,6 +275,7 @@ class RequestContext:
             groups=raw.get("groups", {}),
             explore_coin=bool(raw.get("explore_coin", False)),
             explore_p=float(raw.get("explore_p", -1.0)),
+            arm=str(raw.get("arm", "")),
         )
 
 

@@ -22,7 +22,16 @@ field                                writer     meaning
 ``coin_<side>_clk@<p>``              consumer   credited clicks on those requests (any slot)
 ``coin_<side>_clk2@<p>``             consumer   what those clicks added to Σ c², c = a
                                                 request's credited clicks (below)
+``imp_fresh``, ``clk_fresh``         consumer   credited impressions and clicks of items
+                                                younger than a day when served
 ===================================  =========  =============================================
+
+**Experiment arms** (``app/experiments.py``) are counted twice: under their surface, and under
+the counter surface ``<surface>@<experiment id>/<arm>`` (``RequestContext.counter_surfaces``),
+with the same fields. An arm's counters are also added into a running-total bucket, minute
+``TOTAL_MINUTE`` (0, the epoch's first minute, which no live minute can be): an experiment
+outlives the two hours a minute bucket is kept, and every write renews the bucket's expiry,
+so the total lasts as long as the arm is served, and two hours past its end.
 
 Counters are at-most-once: the consumer counts only newly credited events and writes the
 counters after the statistics, so a redelivered batch is not counted twice (a crash in between
@@ -123,6 +132,10 @@ def minute_of(ts: float) -> int:
     return int(ts // 60)
 
 
+TOTAL_MINUTE = 0  # the bucket of an experiment arm's running totals (module docstring)
+ARM_MARK = "@"  # in a counter surface: an experiment arm's (streaming.events.arm_stats_key)
+
+
 COIN_STATS = ("req", "clk", "clk2")
 
 
@@ -154,10 +167,12 @@ def coin_credits(
         ctx = contexts.get(request_id)
         if ctx is None or ctx.explore_p < 0:
             continue
-        if "i" in flags and ctx.positions.get(item) == 0:
-            ops[(ctx.surface, coin_field(ctx.explore_coin, "req", ctx.explore_p))] += 1
+        for surface in ctx.counter_surfaces:
+            if "i" in flags and ctx.positions.get(item) == 0:
+                ops[(surface, coin_field(ctx.explore_coin, "req", ctx.explore_p))] += 1
+            if "c" in flags:
+                ops[(surface, coin_field(ctx.explore_coin, "clk", ctx.explore_p))] += 1
         if "c" in flags:
-            ops[(ctx.surface, coin_field(ctx.explore_coin, "clk", ctx.explore_p))] += 1
             clicks[request_id] += 1
     return ops, clicks
 
@@ -191,6 +206,22 @@ def _coin_key(name: str) -> tuple[bool, float, int] | None:
     if not 0.0 <= p <= 1.0 or (explore and p == 0.0) or (not explore and p == 1.0):
         return None
     return explore, p, COIN_STATS.index(parts[2])
+
+
+def coin_totals(row: Mapping[str, int]) -> tuple[int, int, int]:
+    """Shown requests, their clicks and Σ clicks² in a bucket, over both coin sides and every
+    ``p``: an experiment arm's sums (``bandits/abtest.py``).
+
+    >>> coin_totals({"coin_explore_req@0.25": 2, "coin_greedy_req@0.25": 5, "coin_greedy_clk@0.25": 3,
+    ...              "coin_greedy_clk2@0.25": 5, "req": 9})
+    (7, 3, 5)
+    """
+    sums = [0, 0, 0]
+    for name, n in row.items():
+        parsed = _coin_key(name)
+        if parsed is not None:
+            sums[parsed[2]] += n
+    return sums[0], sums[1], sums[2]
 
 
 def coin_sums_of(rows: Iterable[Mapping[str, int]], only_p: float | None = None) -> tuple[CoinSums, list[float]]:
@@ -227,6 +258,8 @@ class Counters:
         if amount:
             with self._lock:
                 self._pending[(surface, minute_of(time.time() if ts is None else ts), field)] += amount
+                if ARM_MARK in surface:
+                    self._pending[(surface, TOTAL_MINUTE, field)] += amount
 
     def flush(self, store: Store) -> None:
         with self._lock:

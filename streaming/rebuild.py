@@ -163,6 +163,12 @@ def rebuild(
     cut_ms = now * 1000
     report = RebuildReport()
     contexts, first_ts = _read_decisions(bus, decisions_topic, cut_ms, report)
+    # An experiment arm's statistics are a namespace of their own (app/experiments.py): to a
+    # rebuild, that namespace is a version like any other.
+    contexts = {
+        rid: dataclasses.replace(ctx, version=ctx.namespace, arm="") if ctx.arm else ctx
+        for rid, ctx in contexts.items()
+    }
     newest: dict[str, float] = {}
     oldest: dict[str, float] = {}
     for ctx in contexts.values():

@@ -355,6 +355,7 @@ class MemoryStore:
         self._surfaces: dict[str, bytes] = {}
         self._changes: list[bytes] = []
         self._counters: dict[tuple[str, int], dict[str, int]] = {}
+        self._counters_written: dict[tuple[str, int], float] = {}  # bucket → last write (its TTL's start)
         self._lag: dict[str, dict[int, int]] = {}
         self._impressions: dict[tuple[str, str], int] = {}
         self._trending: dict[str, dict[str, float]] = {}
@@ -448,13 +449,16 @@ class MemoryStore:
             return self._changes[:limit]
 
     def incr_stats(self, increments: Sequence[Increment]) -> None:
-        oldest = int(time.time() // 60) - STATS_TTL_S // 60
+        # As Redis's EXPIRE after each write: a bucket lasts STATS_TTL_S past its last write
+        # (an experiment's running-total bucket, streaming/opstats.py, lives on while written).
+        now = self._clock()
         with self._lock:
             for surface, minute, name, amount in increments:
                 bucket = self._counters.setdefault((surface, minute), {})
                 bucket[name] = bucket.get(name, 0) + amount
-            for key in [k for k in self._counters if k[1] < oldest]:
-                del self._counters[key]
+                self._counters_written[(surface, minute)] = now
+            for key in [k for k, t in self._counters_written.items() if t < now - STATS_TTL_S]:
+                del self._counters[key], self._counters_written[key]
 
     def read_stats(self, surface: str, minutes: Sequence[int]) -> list[dict[str, int]]:
         with self._lock:

@@ -46,7 +46,7 @@ function drawChart(canvas, minutes, series, start = 0) {
     ctx.fillText(label(minutes[0]), pad.l, h - pad.b + 12);
     ctx.fillText(label(minutes[minutes.length - 1]), w - pad.r - 28, h - pad.b + 12);
   }
-  let drawn = 0;
+  let drawn = 0, legend = 0;
   series.forEach((s, k) => {
     ctx.strokeStyle = s.color || COLORS[k % COLORS.length]; ctx.lineWidth = 1.6; ctx.beginPath();
     let open = false;
@@ -62,7 +62,7 @@ function drawChart(canvas, minutes, series, start = 0) {
       const lone = (i === 0 || s.values[i - 1] == null) && (i === s.values.length - 1 || s.values[i + 1] == null);
       if (v !== null && v !== undefined && lone) { ctx.beginPath(); ctx.arc(x(i), y(v), 2.5, 0, 2 * Math.PI); ctx.fill(); }
     });
-    ctx.fillText(s.name, pad.l + 4 + k * 96, h - 6);
+    if (s.name) ctx.fillText(s.name, pad.l + 4 + 96 * legend++, h - 6);  // a band's edges go unnamed
   });
   canvas.dataset.points = String(drawn);
   return drawn;
@@ -228,6 +228,127 @@ function settingsForm(name, config) {
   return form;
 }
 
+// Experiments (GET /v1/admin/stats → surfaces[name].experiment): each arm's clicks per request
+// since the start with its 95% interval, fresh-item figures, and the lift over control.
+const pct = v => v === null ? "–" : (100 * v).toFixed(1) + "%";
+const signed = v => v === null ? "–" : (v >= 0 ? "+" : "") + (100 * v).toFixed(1) + "%";
+
+function experimentBox(name, view) {
+  const box = el("div", { class: "experiment", "data-surface": name });
+  const x = view ? view.experiment : null;
+  if (x) {
+    const since = new Date(x.started_at * 1000).toLocaleString();
+    const state = x.ended_at === null ? `running since ${since}, started by ${x.started_by}`
+      : `${x.outcome} by ${x.ended_by} at ${new Date(x.ended_at * 1000).toLocaleString()} (started ${since})`;
+    box.append(el("h3", {}, [`Experiment ${x.name} (${x.id}): ${state}`]));
+    const head = ["arm", "share", "settings", "requests", "clicks per request (95% interval)",
+      "fresh impressions / clicks", "lift vs control (95% interval)", ""];
+    const rows = view.arms.map(a => {
+      const settings = Object.entries(a.settings).map(([k, v]) => `${k} ${v}`).join(", ") || "the surface's";
+      const cpr = a.clicks_per_request === null ? "–"
+        : `${fmt(a.clicks_per_request)} (${fmt(a.low)}–${fmt(a.high)})`;
+      const lift = a.control ? "control" : `${signed(a.lift)} (${signed(a.lift_low)} to ${signed(a.lift_high)})`;
+      const cells = [a.name, pct(a.share), settings, String(a.requests_served), cpr,
+        `${a.fresh_impressions} / ${a.fresh_clicks}`, lift];
+      const tr = el("tr", { "data-arm": a.name }, cells.map(c => el("td", {}, [c])));
+      const action = el("td", {});
+      if (x.ended_at === null) {
+        const promote = el("button", { type: "button", class: "promote", "data-arm": a.name }, ["Promote"]);
+        promote.addEventListener("click", () => change(box, "POST", `/experiment/promote`, { arm: a.name }, name,
+          `Promote ${a.name}: the surface takes its settings and the experiment ends?`));
+        action.append(promote);
+      }
+      tr.append(action);
+      return tr;
+    });
+    box.append(el("table", { class: "arms" }, [el("thead", {}, [el("tr", {}, head.map(h => el("th", {}, [h])))]),
+      el("tbody", {}, rows)]));
+    for (const a of view.arms.filter(a => !a.control)) {
+      box.append(el("p", { class: "verdict" + (a.significant ? " significant" : "") }, [a.verdict || ""]));
+    }
+    const charts = el("div", { class: "charts" });
+    box.append(charts);
+    const series = view.arms.flatMap((a, k) => [
+      { name: a.name, values: a.series.clicks_per_request, color: COLORS[k % COLORS.length] },
+      { name: "", values: a.series.low, color: COLORS[k % COLORS.length] + "55" },
+      { name: "", values: a.series.high, color: COLORS[k % COLORS.length] + "55" }]);
+    const lifts = view.arms.filter(a => !a.control).flatMap((a, k) => [
+      { name: a.name, values: a.series.lift, color: COLORS[(k + 1) % COLORS.length] },
+      { name: "", values: a.series.lift_low, color: COLORS[(k + 1) % COLORS.length] + "55" },
+      { name: "", values: a.series.lift_high, color: COLORS[(k + 1) % COLORS.length] + "55" }]);
+    box.pending = [["Clicks per request since the start, per arm (95% band)", series],
+      ["Lift over control since the start (95% band)", lifts]].map(([title, s]) => {
+      const canvas = el("canvas", { "data-title": title });
+      charts.append(el("div", { class: "chart" }, [el("h4", {}, [title]), canvas]));
+      return [canvas, s];
+    });
+    box.append(el("p", { class: "note" }, [
+      "Each arm serves its share of users (a stable hash of user_id) with its own settings and learns only from its "
+      + "own traffic, in statistics of its own: the control shows what its settings would have done alone. Unlike "
+      + "the what-if curve, this measures exploration's long-term value, learning included."]));
+    if (x.ended_at === null) {
+      const end = el("button", { type: "button", class: "end" }, ["End experiment"]);
+      end.addEventListener("click", () => change(box, "POST", "/experiment/end", undefined, name,
+        "End the experiment? Every user goes back to the surface's own settings."));
+      box.append(end);
+      box.append(el("span", { class: "msg" }));
+      return box;
+    }
+  }
+  box.append(experimentForm(name));
+  return box;
+}
+
+async function change(box, method, suffix, body, name, question) {
+  if (!window.confirm(question)) return;
+  const msg = box.querySelector(".msg");
+  try {
+    await api(method, "/v1/admin/surfaces/" + encodeURIComponent(name) + suffix, body);
+    document.activeElement.blur();  // a focused button would hold the page's redraw (render: editing)
+    refresh();
+  } catch (e) {
+    if (msg) { msg.className = "msg error"; msg.textContent = "refused: " + e.message; }
+  }
+}
+
+function experimentForm(name) {
+  const form = el("form", { class: "settings new-experiment", "data-experiment-surface": name });
+  const field = (label, input) => el("label", {}, [label, input]);
+  const input = (key, value, type = "number") => el("input", { name: key, type, step: "any", value });
+  const msg = el("span", { class: "msg" });
+  form.append(el("h3", {}, ["Start an experiment"]), field("name", input("name", "alpha0", "text")));
+  [["control", "0.2", "0"], ["explore", "0.8", ""]].forEach(([arm, share, alpha], n) => form.append(
+    field(`arm ${n + 1}${n ? "" : " (control)"}`, input(`arm${n}`, arm, "text")), field("share", input(`share${n}`, share)),
+    field("alpha (blank: surface's)", input(`alpha${n}`, alpha)),
+    field("explore_traffic (blank: surface's)", input(`traffic${n}`, ""))));
+  form.append(el("button", { type: "submit" }, ["Start"]), msg);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const arms = [0, 1].map(n => {
+      const settings = {};
+      if (f.get(`alpha${n}`) !== "") settings.alpha = Number(f.get(`alpha${n}`));
+      if (f.get(`traffic${n}`) !== "") settings.explore_traffic = Number(f.get(`traffic${n}`));
+      return { name: f.get(`arm${n}`), share: Number(f.get(`share${n}`)), settings };
+    });
+    try {
+      await api("PUT", "/v1/admin/surfaces/" + encodeURIComponent(name) + "/experiment",
+        { name: f.get("name"), control: arms[0].name, arms });
+      msg.className = "msg ok"; msg.textContent = "started";
+      document.activeElement.blur();
+      refresh();
+    } catch (e) {
+      msg.className = "msg error"; msg.textContent = "refused: " + e.message;
+    }
+  });
+  return form;
+}
+
+function changeText(ch) {
+  if (ch.experiment) return `experiment ${ch.new.name} (${ch.new.id}): ${ch.experiment}`;
+  return Object.keys(ch.new).filter(k => ch.old[k] !== ch.new[k]).map(k => `${k}: ${ch.old[k]} → ${ch.new[k]}`).join("; ");
+}
+
 function render(stats) {
   const root = document.getElementById("surfaces");
   const editing = root.contains(document.activeElement);
@@ -252,12 +373,14 @@ function render(stats) {
       + (s.learnt.trending.length ? s.learnt.trending.join(", ") : "none yet")]) : el("p", {}, []);
     const form = settingsForm(name, c);
     const dial = s.whatif ? whatIfBox(s.whatif, form.querySelector('input[name="explore_traffic"]')) : null;
+    const experiment = experimentBox(name, s.experiment);
     box.replaceChildren(
       el("h2", {}, [`${name} · ${c.policy} · α ${c.alpha} · explore_slots ${c.explore_slots} · explore_traffic ${c.explore_traffic}`]),
-      el("div", { class: "dial" }, dial ? [form, dial.box] : [form]), learnt,
+      el("div", { class: "dial" }, dial ? [form, dial.box] : [form]), experiment, learnt,
       el("div", { class: "charts" }));
     if (dial) drawWhatIf(dial.canvas, s.whatif);
-    const grid = box.querySelector(".charts");
+    for (const [canvas, series] of experiment.pending || []) drawChart(canvas, stats.minutes, series, start);
+    const grid = box.querySelector(":scope > .charts");
     for (const [title, series] of chartsFor(name, s, stats.minutes)) {
       const canvas = el("canvas", { "data-title": title });
       grid.append(el("div", { class: "chart" }, [el("h3", {}, [title]), canvas]));
@@ -269,7 +392,7 @@ function render(stats) {
     ? "lag by partition: " + lag.map(([p, n]) => `${p}: ${n}`).join(", ") : "no consumer lag reported";
   const tbody = document.querySelector("#changes tbody");
   tbody.replaceChildren(...(stats.changes || []).map(ch => {
-    const diff = Object.keys(ch.new).filter(k => ch.old[k] !== ch.new[k]).map(k => `${k}: ${ch.old[k]} → ${ch.new[k]}`).join("; ");
+    const diff = changeText(ch);
     return el("tr", {}, [el("td", {}, [new Date(ch.at * 1000).toLocaleTimeString()]), el("td", {}, [ch.who]),
       el("td", {}, [ch.surface]), el("td", {}, [diff || "no change"])]);
   }));

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
+from app.auth import digest
 from tests.app.conftest import TOKEN, serving, settings_for
 from tests.conftest import unavailable
 
@@ -139,3 +141,93 @@ def test_dashboard_in_a_real_browser(server: str) -> None:
         browser.close()
     # After the wrong token, the browser logs its own 401 for the refused calls; nothing else.
     assert [e for e in errors if "401" not in e] == [], errors
+
+
+def serve_users(base: str, surface: str, requests: int, seed: int) -> None:
+    """Users with impressions of every slot and clicks at 0.3 per slot on ``surface``."""
+    rng = np.random.default_rng(seed)
+    with httpx.Client(base_url=base, timeout=10) as c:
+        for n in range(requests):
+            rec = c.post("/v1/recommend", json={"user_id": f"user-{n % 60}", "k": 4, "surface": surface}).json()
+            events: list[dict[str, Any]] = []
+            for m, item in enumerate(rec["items"]):
+                base_event = {"request_id": rec["request_id"], "item_id": item["item_id"], "ts": time.time()}
+                events.append({**base_event, "event_id": f"{seed}-{n}-{m}-i", "type": "impression"})
+                if rng.random() < 0.3:
+                    events.append({**base_event, "event_id": f"{seed}-{n}-{m}-c", "type": "click"})
+            c.post("/v1/feedback", json={"events": events}).raise_for_status()
+
+
+def test_an_experiment_in_a_real_browser(bundle_dir: Path, tmp_path: Path) -> None:
+    """Start an experiment from the page, watch both arms fill, promote one; a viewer's token
+    cannot start one."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        unavailable("chromium not found (Debian package chromium; `make test` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    operators = tmp_path / "operators.json"
+    operators.write_bytes(orjson.dumps({"vera": {"sha256": digest("viewer-token"), "role": "viewer"}}))
+    errors: list[str] = []
+    with serving(settings_for(bundle_dir, operators_file=operators)) as base, sync_playwright() as p:
+        serve_users(base, "shop", 20, seed=1)  # the surface shows on the page once it has traffic
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: d.accept())
+
+        # A viewer sees the form, but starting is refused and nothing starts.
+        page.goto(f"{base}/dashboard")
+        page.fill("#token", "viewer-token")
+        page.click("#auth button")
+        page.wait_for_selector("body[data-loaded=true]", timeout=10_000)
+        form = page.locator('form[data-experiment-surface="shop"]')
+        form.locator('button[type="submit"]').click()
+        page.wait_for_selector('form[data-experiment-surface="shop"] .msg.error', timeout=5000)
+        assert "viewer" in form.locator(".msg").inner_text()
+        assert httpx.get(f"{base}/v1/admin/surfaces/shop/experiment", headers=AUTH).json()["experiment"] is None
+
+        # An editor starts one from the same form: control α = 0 at 30% against the surface's α at 70%.
+        page.fill("#token", TOKEN)
+        page.click("#auth button")
+        page.wait_for_timeout(500)
+        form = page.locator('form[data-experiment-surface="shop"]')
+        form.locator('input[name="name"]').fill("alpha0")
+        form.locator('input[name="share0"]').fill("0.3")
+        form.locator('input[name="share1"]').fill("0.7")
+        form.locator('input[name="traffic1"]').fill("0.5")
+        form.locator('button[type="submit"]').click()
+        page.wait_for_selector("#surface-shop .experiment table.arms", timeout=10_000)
+        started = httpx.get(f"{base}/v1/admin/surfaces/shop/experiment", headers=AUTH).json()["experiment"]
+        assert started["started_by"] == "operator" and [a["name"] for a in started["arms"]] == ["control", "explore"]
+        assert started["arms"][0]["config"]["alpha"] == 0.0 and started["arms"][1]["config"]["explore_traffic"] == 0.5
+
+        # Both arms fill: the table shows each arm's requests and clicks per request.
+        serve_users(base, "shop", 200, seed=2)
+        deadline = time.monotonic() + 30
+        while True:
+            arms = httpx.get(f"{base}/v1/admin/surfaces/shop/experiment", headers=AUTH).json()["arms"]
+            if sum(a["requests_shown"] for a in arms) == 200 == sum(a["requests_served"] for a in arms):
+                break
+            assert time.monotonic() < deadline, arms
+            time.sleep(0.2)
+        page.wait_for_timeout(5500)  # the page refreshes every 5 s
+        for arm in arms:
+            row = page.locator(f'#surface-shop tr[data-arm="{arm["name"]}"]')
+            cells = row.locator("td")
+            assert cells.nth(3).inner_text() == str(arm["requests_served"])
+            assert cells.nth(4).inner_text().startswith(f"{arm['clicks_per_request']:.3f}")
+        verdict = page.locator("#surface-shop .experiment .verdict").inner_text()
+        assert verdict.startswith("explore ") and "control" in verdict
+        charts = page.locator("#surface-shop .experiment canvas")
+        assert charts.count() == 2 and int(charts.nth(0).get_attribute("data-points") or 0) > 0
+
+        # Promote explore: the surface takes its settings, the experiment ends, the audit says so.
+        page.locator('#surface-shop button.promote[data-arm="explore"]').click()
+        page.wait_for_selector("#surface-shop .experiment form.new-experiment", timeout=10_000)
+        assert "promoted explore" in page.locator("#surface-shop .experiment h3").first.inner_text()
+        assert httpx.get(f"{base}/v1/admin/surfaces/shop", headers=AUTH).json()["explore_traffic"] == 0.5
+        assert "experiment alpha0" in page.locator("#changes tbody").inner_text()
+        browser.close()
+    assert [e for e in errors if "403" not in e] == [], errors
