@@ -17,11 +17,14 @@ explore_p         the coin's probability of exploring when it was served (the su
                   ``explore_traffic``), -1 where no coin was tossed (a degraded response) or
                   the decision predates the field: the propensity for off-policy estimates
                   (``bandits/whatif.py``)
+position          the slot the item was served in (0 = top), -1 where the decision has none
+arm               the experiment arm that served the request (``app/experiments.py``:
+                  ``<experiment id>/<arm>``), empty outside any experiment
 ================  ===========================================================================
 
 The trainer reads the contract's columns by name (``offline.data.load_interactions``) and
-ignores the two coin columns; they are there so that an offline evaluation of another
-``explore_traffic`` can run on the same export.
+ignores the last four; they are there so that an offline evaluation of another
+``explore_traffic``, a position model or an experiment's arms can run on the same export.
 
 Shown means an impression, click or reward event arrived for the item (a click implies its
 impression, as in the consumer). Served items without any event are not rows: the client may
@@ -49,7 +52,7 @@ from streaming.bus import Bus, read_to_end
 from streaming.catalogue import ItemRecord
 from streaming.events import EventError, FeedbackEvent, RequestContext, decode_decisions
 
-HEADER = ("user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p")
+HEADER = ("user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p", "position", "arm")
 
 
 class LogRow(NamedTuple):
@@ -61,6 +64,8 @@ class LogRow(NamedTuple):
     reward: float
     explore_coin: bool
     explore_p: float
+    position: int = -1
+    arm: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
     >>> ctx = RequestContext("r1", "default", "v1", [0], [1.0], shown, 10.0, user_id="u",
     ...                      explore_coin=True, explore_p=0.05)
     >>> ev = FeedbackEvent("e1", "r1", "b", "click", 1.0, 11.0)
-    >>> join_logs([ctx.encode()], [ev.encode()]).rows
-    [LogRow(user_id='u', item_id='b', timestamp=10.0, reward=1.0, explore_coin=True, explore_p=0.05)]
+    >>> row, = join_logs([ctx.encode()], [ev.encode()]).rows
+    >>> row.user_id, row.item_id, row.reward, row.explore_coin, row.explore_p, row.position, row.arm
+    ('u', 'b', 1.0, True, 0.05, -1, '')
     """
     served: dict[str, RequestContext] = {}
     malformed = anonymous = 0
@@ -130,7 +136,16 @@ def join_logs(decisions: Iterable[bytes], feedback: Iterable[bytes]) -> LogJoin:
         shown[key] = max(shown.get(key, 0.0), 1.0 if positive else 0.0)
     rows = sorted(
         (
-            LogRow(served[r].user_id, item, served[r].ts, reward, served[r].explore_coin, served[r].explore_p)
+            LogRow(
+                served[r].user_id,
+                item,
+                served[r].ts,
+                reward,
+                served[r].explore_coin,
+                served[r].explore_p,
+                served[r].positions.get(item, -1),
+                served[r].arm,
+            )
             for (r, item), reward in shown.items()
         ),
         key=lambda row: (row.timestamp, row.user_id, row.item_id),
@@ -146,7 +161,7 @@ def write_interactions(rows: Iterable[LogRow], path: Path) -> Path:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(HEADER)
-            writer.writerows((u, i, repr(t), repr(r), int(x), repr(p)) for u, i, t, r, x, p in rows)
+            writer.writerows((u, i, repr(t), repr(r), int(x), repr(p), k, a) for u, i, t, r, x, p, k, a in rows)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -256,3 +256,22 @@ def test_an_ended_experiments_namespaces_are_retired_like_an_old_version() -> No
     assert list(retired) == [arm_ns]
     assert store.gather(arm_ns, ["a"], np.array([0]))[0].tolist() == [[0.0]]
     assert store.gather("v1", ["a"], np.array([0]))[0].tolist() == [[1.0]]
+
+
+def test_a_replica_reports_an_arms_namespace_while_it_serves_it_and_then_stops(client: TestClient) -> None:
+    """The lease side of retirement: an arm's namespace is reported on first use and renewed by
+    the heartbeat while used; once unused for a lease (the experiment ended), no longer."""
+    svc = client.app.state.services  # type: ignore[attr-defined]  # Starlette types app as ASGIApp
+    ns = arm_namespace(svc.bundles.current.version, "x-000000/a")
+    assert svc.bundles.reported_namespace(ns)
+    first = svc.store.serving_versions()[ns]
+    time.sleep(0.01)
+    svc.bundles.report()
+    renewed = svc.store.serving_versions()[ns]
+    assert renewed > first
+    # A lease's worth of disuse (the private clock entry moved back rather than waiting 30 s).
+    svc.bundles._namespaces[ns] -= 1000.0
+    time.sleep(0.01)
+    svc.bundles.report()
+    assert svc.store.serving_versions()[ns] == renewed
+    assert ns not in svc.bundles._namespaces

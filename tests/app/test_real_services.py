@@ -150,3 +150,49 @@ def test_feedback_accepted_while_redis_is_down_is_applied_when_it_returns(bundle
             assert client.get("/readyz").json()["degraded"] == []
     finally:
         redis.cleanup()
+
+
+def test_an_experiment_learns_and_counts_per_arm_in_redis_through_kafka(
+    bundle_dir: Path, broker: Broker, redis_url: str
+) -> None:
+    """Each arm's clicks reach its own namespace in Redis through the broker, its counters read
+    back per arm."""
+    import redis as redis_client
+
+    from streaming.events import arm_namespace
+    from streaming.redis_store import stats_key
+    from tests.app.conftest import auth
+
+    settings = real_settings(bundle_dir, redis_url, broker.bootstrap)
+    with running(settings) as client:
+        without_calibration(client, "exp")
+        body = {
+            "name": "real",
+            "control": "a",
+            "arms": [{"name": "a", "share": 0.5, "settings": {"alpha": 0.0}}, {"name": "b", "share": 0.5}],
+        }
+        started = client.put("/v1/admin/surfaces/exp/experiment", json=body, headers=auth()).json()["experiment"]
+        rounds = 60
+        for n in range(rounds):
+            r = client.post("/v1/recommend", json={"user_id": f"user-{n % 20}", "k": 3, "surface": "exp"}).json()
+            assert not r["degraded"], r
+            events = [
+                {"event_id": f"{n}-{m}", "request_id": r["request_id"], "item_id": i["item_id"], "type": "click"}
+                for m, i in enumerate(r["items"])
+            ]
+            assert client.post("/v1/feedback", json={"events": events}).status_code == 202
+        deadline = time.monotonic() + 60
+        while True:
+            arms = client.get("/v1/admin/surfaces/exp/experiment", headers=auth()).json()["arms"]
+            if sum(a["clicks"] for a in arms) == 3 * rounds and sum(a["requests_served"] for a in arms) == rounds:
+                break
+            assert time.monotonic() < deadline, arms
+            time.sleep(0.2)
+        assert all(a["requests_shown"] > 0 and a["clicks_per_request"] == 3.0 for a in arms), arms
+        version = client.get("/readyz").json()["bundle"]
+        raw = redis_client.Redis.from_url(redis_url)
+        for arm in ("a", "b"):
+            ns = arm_namespace(version, f"{started['id']}/{arm}")
+            keys = list(raw.scan_iter(match=f"om:v:{ns}:stats:*", count=1000))
+            assert keys, ns
+            assert stats_key(ns, keys[0].decode().split("{")[1].rstrip("}")) == keys[0].decode()

@@ -58,7 +58,7 @@ def test_join_gives_one_row_per_shown_item_with_its_reward(merged: bool) -> None
     ]
     joined = join_logs(decisions, feedback)
     # Decisions logged without the coin (before it was recorded) export p = -1: no propensity.
-    assert joined.rows == [
+    assert [row[:6] for row in joined.rows] == [
         ("bob", "a", 50.0, 0.0, False, -1.0),
         ("alice", "a", 100.0, 1.0, False, -1.0),
         ("alice", "b", 100.0, 0.0, False, -1.0),
@@ -74,13 +74,14 @@ def test_join_gives_one_row_per_shown_item_with_its_reward(merged: bool) -> None
     }
 
 
-def test_exported_rows_carry_the_coin_and_still_train(tmp_path: Path) -> None:
-    """Each shown item's row carries its request's coin and p; the trainer's reader, which
-    takes the contract's columns by name, loads the file as before."""
+def test_exported_rows_carry_the_coin_position_and_arm_and_still_train(tmp_path: Path) -> None:
+    """Each shown item's row carries its request's coin and p, the slot it was served in and
+    the experiment arm that served it; the trainer's reader, which takes the contract's
+    columns by name, loads the file as before."""
     served = dict.fromkeys(["a", "b"], (0.1, False))
     decisions = [
         RequestContext("r1", "default", "v1", [0], [1.0], served, 10.0, user_id="u", explore_coin=True,
-                       explore_p=0.3).encode(),
+                       explore_p=0.3, positions={"a": 0, "b": 1}, arm="x-1a2b3c/control").encode(),
         RequestContext("r2", "default", "v1", [0], [1.0], served, 20.0, user_id="v", explore_p=0.3).encode(),
     ]  # fmt: skip
     feedback = [event(1, "r1", "a", "click", 1.0), event(2, "r1", "b", "impression"), event(3, "r2", "a", "impression")]
@@ -90,8 +91,12 @@ def test_exported_rows_carry_the_coin_and_still_train(tmp_path: Path) -> None:
     path = write_interactions(rows, tmp_path / "logs.csv")
     with path.open(newline="") as fh:
         header, *lines = list(csv.reader(fh))
-    assert header == ["user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p"]
-    assert [line[4:] for line in lines] == [["1", "0.3"], ["1", "0.3"], ["0", "0.3"]]
+    assert header == ["user_id", "item_id", "timestamp", "reward", "explore_coin", "explore_p", "position", "arm"]
+    assert [line[4:] for line in lines] == [
+        ["1", "0.3", "0", "x-1a2b3c/control"],
+        ["1", "0.3", "1", "x-1a2b3c/control"],
+        ["0", "0.3", "-1", ""],
+    ]
     data = load_interactions(path)
     assert data.item_ids.tolist() == ["a", "b", "a"] and data.reward.tolist() == [1.0, 0.0, 0.0]
 

@@ -217,3 +217,21 @@ def test_each_newly_credited_click_joins_its_users_recent_clicks() -> None:
     assert build_deltas([(0, ev("click"))], {"r1": CTX}, {}, {}).clicks == []  # no user recorded
     braces = dataclasses.replace(CTX, user_id="{u}")
     assert build_deltas([(0, ev("click"))], {"r1": braces}, {}, {}).clicks == []
+
+
+def test_an_experiment_arms_feedback_goes_to_its_namespace_and_is_counted_twice() -> None:
+    """An arm learns apart (its own namespace, app/experiments.py) and its counters go both to
+    its surface and to the arm's counter surface."""
+    arm = dataclasses.replace(CTX, arm="x-1a2b3c/control", ages={"a": 60.0})
+    work = build_deltas([(0, ev("impression")), (1, ev("click"))], {"r1": arm}, {}, {})
+    assert set(work.deltas) == {"v1@x-1a2b3c/control"}
+    (delta,) = work.deltas["v1@x-1a2b3c/control"]
+    assert delta.item == "a" and delta.credits == {"r1": "ic"}
+    for surface in ("home", "home@x-1a2b3c/control"):
+        assert work.ops[(surface, "imp_exploited")] == 1 and work.ops[(surface, "clk_exploited")] == 1
+        assert work.ops[(surface, "imp_fresh")] == 1 and work.ops[(surface, "clk_fresh")] == 1
+    # Credits already given in the arm's namespace are honoured there, not in the bundle's.
+    again = build_deltas([(2, ev("click"))], {"r1": arm}, {}, {("v1@x-1a2b3c/control", "a", "r1"): "ic"})
+    assert again.counts["duplicate"] == 1
+    plain = build_deltas([(2, ev("click"))], {"r1": arm}, {}, {("v1", "a", "r1"): "ic"})
+    assert plain.counts["credited_click"] == 1

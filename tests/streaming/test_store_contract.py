@@ -383,3 +383,29 @@ def test_recent_clicks_expire_after_the_last_click(store: Store, version: str) -
     store.add_clicks([(user, "a", 10.0)], keep=3, ttl_s=1.0)
     time.sleep(1.3)
     assert store.recent_clicks(user, 10) == []
+
+
+def test_an_arms_running_total_bucket_lives_while_written(store: Store) -> None:
+    """An experiment arm's totals sit in minute 0 (streaming/opstats.py): a bucket is kept for
+    STATS_TTL_S after its *last* write, however old its minute."""
+    surface = "s-" + uuid.uuid4().hex[:8] + "@x-1/control"
+    store.incr_stats([(surface, 0, "req", 4)])
+    store.incr_stats([(surface, 0, "req", 1), (surface, int(time.time() // 60), "req", 1)])
+    assert store.read_stats(surface, [0]) == [{"req": 5}]
+    if isinstance(store, RedisStore):
+        ttl = store._r.ttl(f"om:stats:{surface}:0")
+        assert 2 * 3600 - 5 < ttl <= 2 * 3600
+
+
+def test_the_embedded_store_expires_a_bucket_two_hours_after_its_last_write() -> None:
+    now = [1_000_000.0]
+    store = MemoryStore(clock=lambda: now[0])
+    store.incr_stats([("s@x/a", 0, "req", 1)])
+    now[0] += 3600
+    store.incr_stats([("s@x/a", 0, "req", 1), ("other", 5, "req", 1)])
+    now[0] += 3600 + 1
+    store.incr_stats([("other", 6, "req", 1)])  # expiry is checked on a write
+    assert store.read_stats("s@x/a", [0]) == [{"req": 2}]
+    now[0] += 3600
+    store.incr_stats([("other", 7, "req", 1)])
+    assert store.read_stats("s@x/a", [0]) == [{}]
