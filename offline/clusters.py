@@ -65,14 +65,22 @@ def assign_clusters(x: FloatArray, centroids: FloatArray) -> IntArray:
     return np.asarray(d.argmin(1), dtype=np.int64)
 
 
-def candidate_graph(centroids: FloatArray, item_emb: FloatArray, width: int) -> IntArray:
-    """Top-``width`` item rows per centroid by inner product, best first: (C, width).
+def candidate_graph(
+    centroids: FloatArray, item_emb: FloatArray, width: int, item_offset: FloatArray | None = None
+) -> IntArray:
+    """Top-``width`` item rows per centroid by inner product, plus ``item_offset`` (n_items,) when
+    given (the served score's per-item part), best first: (C, width).
 
     >>> candidate_graph(np.array([[1.0, 0.0]]), np.array([[0.1, 0.0], [0.9, 0.0], [0.5, 0.0]]), 2).tolist()
     [[1, 2]]
+    >>> candidate_graph(np.array([[1.0, 0.0]]), np.array([[0.1, 0.0], [0.9, 0.0], [0.5, 0.0]]), 2,
+    ...                 np.array([1.0, 0.0, 0.0])).tolist()
+    [[0, 1]]
     """
     width = min(width, len(item_emb))
     scores = centroids @ item_emb.T
+    if item_offset is not None:
+        scores = scores + item_offset[None, :]
     top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
     order = np.take_along_axis(scores, top, 1).argsort(1)[:, ::-1]
     return np.asarray(np.take_along_axis(top, order, 1), dtype=np.int64)

@@ -20,6 +20,12 @@ and 1 elsewhere. Alternating least squares solves each side exactly given the ot
     x_u = (YᵀY + alpha Σ_{i∈u} y_i y_iᵀ + λI)⁻¹ (1 + alpha) Σ_{i∈u} p_ui y_i
 
 ``YᵀY`` is shared by every user, so one sweep costs O(E·d² + (U + I)·d³), never O(U·I).
+
+With an item offset ``o`` (``factorise(..., item_offset=o)``) the model is ``p_ui ≈ x_u·y_i + o_i``
+in every cell: the factors fit what ``o`` (recent popularity, ``offline/job.py``) leaves over, and
+the score served is ``x_u·y_i + o_i``. The solves stay exact: the residual ``p_ui − o_i`` of the
+unobserved cells is ``−o_i``, whose sum over items (``Yᵀo``) or users (``o_i Σ_u x_u``) is one
+dense term per side (``solve_side``'s ``shift``), so a sweep still costs O(E·d² + (U + I)·d³).
 """
 
 from __future__ import annotations
@@ -50,12 +56,20 @@ class FactorisationConfig:
 
 
 def solve_side(
-    rows: IntArray, cols: IntArray, p: FloatArray, n_rows: int, other: FloatArray, alpha: float, lam: float
+    rows: IntArray,
+    cols: IntArray,
+    p: FloatArray,
+    n_rows: int,
+    other: FloatArray,
+    alpha: float,
+    lam: float,
+    shift: FloatArray | None = None,
 ) -> FloatArray:
     """One ALS half-step: every row's factor (n_rows, d) given the other side's ``other`` (n, d).
 
     ``rows``, ``cols``, ``p`` (E,): the observed cells and their preferences. A row without
-    observations gets zeros (the ridge solution of an all-zero row).
+    observations gets zeros (the ridge solution of an all-zero row). ``shift`` (n_rows, d), if
+    given, is subtracted from every row's right-hand side (an item offset's dense term).
 
     >>> y = np.eye(2)
     >>> solve_side(np.array([0, 0]), np.array([0, 1]), np.array([1.0, 0.5]), 2, y, 0.0, 1.0).tolist()
@@ -63,11 +77,13 @@ def solve_side(
     """
     d = other.shape[1]
     gram = other.T @ other + lam * np.eye(d)
-    out = np.zeros((n_rows, d))
     if alpha == 0.0:  # one shared matrix: X = (P Y) (YᵀY + λI)⁻¹
         rhs = np.zeros((n_rows, d))
         np.add.at(rhs, rows, p[:, None] * other[cols])
+        if shift is not None:
+            rhs -= shift
         return np.asarray(np.linalg.solve(gram, rhs.T).T, dtype=np.float64)
+    out = np.zeros((n_rows, d)) if shift is None else np.asarray(np.linalg.solve(gram, -shift.T).T, dtype=np.float64)
     order = np.argsort(rows, kind="stable")
     rows, cols, p = rows[order], cols[order], p[order]
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
@@ -83,16 +99,25 @@ def solve_side(
         seg = starts[lo:hi] - a
         A = gram[None] + np.add.reduceat(outer, seg, axis=0)
         rhs = np.add.reduceat(((1.0 + alpha) * p[a:b])[:, None] * v, seg, axis=0)
+        if shift is not None:
+            rhs -= shift[rows[starts[lo:hi]]]
         out[rows[starts[lo:hi]]] = np.linalg.solve(A, rhs[..., None])[..., 0]
         lo = hi
     return out
 
 
 def factorise(
-    users: IntArray, items: IntArray, p: FloatArray, n_users: int, n_items: int, config: FactorisationConfig
+    users: IntArray,
+    items: IntArray,
+    p: FloatArray,
+    n_users: int,
+    n_items: int,
+    config: FactorisationConfig,
+    item_offset: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """User factors (n_users, d) and item factors (n_items, d) for observed cells ``users``,
-    ``items`` (E,) with preferences ``p`` (E,); repeated cells add up.
+    ``items`` (E,) with preferences ``p`` (E,); repeated cells add up. With ``item_offset``
+    (n_items,) the factors fit ``p − o`` over every cell (the module docstring).
 
     >>> users, items = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2])
     >>> x, y = factorise(users, items, np.ones(4), 3, 4, FactorisationConfig(dim=3, lam=0.01))
@@ -102,22 +127,36 @@ def factorise(
     rng = np.random.default_rng(config.seed)
     y = rng.normal(0.0, 0.1, (n_items, config.dim))
     x = np.zeros((n_users, config.dim))
+    if item_offset is None or not np.any(item_offset):
+        for _ in range(config.iterations):
+            x = solve_side(users, items, p, n_users, y, config.alpha, config.lam)
+            y = solve_side(items, users, p, n_items, x, config.alpha, config.lam)
+        return x, y
+    o = np.asarray(item_offset, dtype=np.float64)
+    # An observed cell's target is p − o at confidence 1 + alpha; solve_side multiplies its
+    # preference by 1 + alpha and the dense shift carries the −o of every cell at confidence 1,
+    # so the observed preference it sees is p − o·alpha / (1 + alpha).
+    q = p - o[items] * (config.alpha / (1.0 + config.alpha))
     for _ in range(config.iterations):
-        x = solve_side(users, items, p, n_users, y, config.alpha, config.lam)
-        y = solve_side(items, users, p, n_items, x, config.alpha, config.lam)
+        x = solve_side(
+            users, items, q, n_users, y, config.alpha, config.lam, np.broadcast_to(y.T @ o, (n_users, config.dim))
+        )
+        y = solve_side(items, users, q, n_items, x, config.alpha, config.lam, np.outer(o, x.sum(axis=0)))
     return x, y
 
 
-def fold_in(p_row: FloatArray, y: FloatArray, lam: float) -> FloatArray:
+def fold_in(p_row: FloatArray, y: FloatArray, lam: float, item_offset: FloatArray | None = None) -> FloatArray:
     """The factor (d,) of a user with preferences ``p_row`` (n_items,) over every item, given the
-    item factors ``y`` (n_items, d): the ridge step of ``alpha = 0``. Folding in the mean row
-    gives the average user, whose scores rank items nearly by popularity.
+    item factors ``y`` (n_items, d): the ridge step of ``alpha = 0`` (of ``p_row − item_offset``
+    with an offset). Folding in the mean row gives the average user, whose scores rank items
+    nearly by popularity.
 
     >>> fold_in(np.array([1.0, 0.0]), np.eye(2), 1.0).tolist()
     [0.5, 0.0]
     """
     d = y.shape[1]
-    return np.asarray(np.linalg.solve(y.T @ y + lam * np.eye(d), y.T @ p_row), dtype=np.float64)
+    target = p_row if item_offset is None else p_row - item_offset
+    return np.asarray(np.linalg.solve(y.T @ y + lam * np.eye(d), y.T @ target), dtype=np.float64)
 
 
 def content_embed(bag: list[int], tokens: FloatArray, intercept: FloatArray) -> FloatArray:

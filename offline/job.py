@@ -108,6 +108,20 @@ class JobConfig:
     # ten drew 1.23 clicks per request for the users unknown to the bundle, against 0.97 for
     # the all-time average (half-lives from 90 days to 2 years: 1.23 each; 30 days: 1.20).
     cold_user_half_life_days: float = 365.0
+    # The factorisation's score is ``x_u·y_i + o_i``, with an item offset from recent popularity
+    # (``recent``: positives weighted by a ``popularity_half_life_days`` half-life, the holdout's
+    # recency-popularity baseline, whose ranking is served as the ``popular`` list too):
+    #   o_i = fitted · m_i + blend · log(recent_i + POPULARITY_FLOOR)
+    # ``m_i`` is the item's recent choices per user (preference scale): the factors are fitted
+    # around it (``factorise``'s ``item_offset``), so they model what recent popularity leaves
+    # over. The ``blend`` term is added after fitting (a score blend). Each (fitted, blend) pair
+    # of ``popularity_search`` is fitted on an inner temporal split of the training window and
+    # scored by Recall@50 there; the best one (the first on ties) is the model, never chosen on
+    # the holdout. Serving gets ``o`` in ``item_bias`` (the prior's logit is scale · (x·y + o)
+    # + bias) and the candidate graph ranks by the same score, so the score measured on the
+    # holdout is the one served.
+    popularity_half_life_days: float = 365.0
+    popularity_search: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("auto", "two_tower", "factorisation"):
@@ -116,6 +130,15 @@ class JobConfig:
             raise ValueError(f"cold_user_half_life_days: must be > 0, got {self.cold_user_half_life_days}")
         if not 0.0 <= self.disliked_weight <= 1.0:
             raise ValueError(f"disliked_weight: must be in [0, 1], got {self.disliked_weight}")
+        if not self.popularity_half_life_days > 0:
+            raise ValueError(f"popularity_half_life_days: must be > 0, got {self.popularity_half_life_days}")
+        if not self.popularity_search or any(f < 0 or b < 0 for f, b in self.popularity_search):
+            raise ValueError(f"popularity_search: (fitted, blend) pairs, each >= 0, got {self.popularity_search}")
+
+
+# Recent popularity's floor in the blend's logarithm: an item nobody chose recently scores
+# log(0.1), a tenth of one recent choice, rather than minus infinity.
+POPULARITY_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -123,7 +146,9 @@ class Factorised:
     """The factorisation's embeddings in the two-tower's layout: ``user_emb`` (n_users, d) for
     user rows 1..n, ``item_emb`` (n_items, d), ``default_user`` (d,); ``token_emb`` (tokens, d)
     and ``intercept`` (d,) embed an item from its features (``item_from_features``), and
-    ``user_token_emb``, ``user_intercept`` a user from hers (``user_from_features``)."""
+    ``user_token_emb``, ``user_intercept`` a user from hers (``user_from_features``).
+    ``item_offset`` (n_items,): recent popularity's part of the score ``x_u·y_i + o_i``
+    (``JobConfig.popularity_search``)."""
 
     user_emb: Any
     item_emb: Any
@@ -132,6 +157,7 @@ class Factorised:
     intercept: Any
     user_token_emb: Any
     user_intercept: Any
+    item_offset: Any
 
 
 @dataclass(frozen=True)
@@ -206,44 +232,44 @@ def run_job(
     ablation = train_two_tower(tu, ti, n_users, *feature_args, _no_logq(tower_cfg), trained, **common)
 
     user_bags = (user_feats[1:], len(user_vocab))  # by user_emb row
-    factorised = _factorise(train, user_index, item_index, (feats, len(item_vocab)), user_bags, cfg)
+    item_bags = (feats, len(item_vocab))
+    popularity, popularity_scores = _select_popularity(train, user_index, item_index, item_bags, user_bags, cfg)
+    factorised = _factorise(train, user_index, item_index, item_bags, user_bags, cfg, popularity)
     rows, rel, skip = _holdout(train, valid, user_index, item_index)
     eval_users = rows + 1
     fresh_items = set(np.flatnonzero(~trained).tolist())
 
-    def recall(
-        user_emb: np.ndarray, item_emb: np.ndarray, sets: list[set[int]], ks: tuple[int, ...]
-    ) -> dict[int, float]:
-        return recall_at_k(np.asarray(user_emb[rows] @ item_emb.T, dtype=np.float64), sets, skip, ks)
+    def recall(m: TwoTowerResult | Factorised, sets: list[set[int]], ks: tuple[int, ...]) -> dict[int, float]:
+        return recall_at_k(_scores(m, rows), sets, skip, ks)
 
     ks = (10, 50, 100)
-    tower_recall = recall(model.user_emb, model.item_emb, rel, ks)
-    factorised_recall = recall(factorised.user_emb, factorised.item_emb, rel, ks)
+    tower_recall = recall(model, rel, ks)
+    factorised_recall = recall(factorised, rel, ks)
     retrieval = cfg.retrieval
     if retrieval == "auto":
         wins = tower_recall[50] > factorised_recall[50] + cfg.gate_tolerance
         retrieval = "two_tower" if wins else "factorisation"
     served: TwoTowerResult | Factorised = model if retrieval == "two_tower" else factorised
     ours = tower_recall if retrieval == "two_tower" else factorised_recall
-    no_logq = recall(ablation.user_emb, ablation.item_emb, rel, (50,))
-    popularity = np.bincount(ti, minlength=len(items.item_ids)).astype(np.float64)
-    pop = recall_at_k(np.tile(popularity, (len(eval_users), 1)), rel, skip, ks)
+    no_logq = recall(ablation, rel, (50,))
+    counts = np.bincount(ti, minlength=len(items.item_ids)).astype(np.float64)
+    pop = recall_at_k(np.tile(counts, (len(eval_users), 1)), rel, skip, ks)
     # A stronger baseline, reported for honesty: popularity with a one-year half-life.
-    recent = np.bincount(ti, weights=np.exp2((tt - tt.max()) / (365 * 86400.0)), minlength=n_items)
+    recent = _recent_popularity(train, user_index, item_index, n_items, cfg.popularity_half_life_days)
     recent_pop = recall_at_k(np.tile(recent, (len(eval_users), 1)), rel, skip, (50,))
-    fresh = recall(served.user_emb, served.item_emb, [r & fresh_items for r in rel], (50,))
+    fresh = recall(served, [r & fresh_items for r in rel], (50,))
 
     # The fallback prior is calibrated where the embeddings did not train, like the students,
     # on the rankers' labels (engagements against sampled items, or real impressions).
     cal_part, eval_part, _ = split_by_time(valid, 1.0 - cfg.calibration_fraction)
     rng = np.random.default_rng(cfg.rankers.seed)
     cal_u, cal_i, cal_y = ranker_rows(cal_part, user_index, item_index, len(items.item_ids), cfg.disliked_weight, rng)
-    scale, bias = calibrate(_pair_dots(served, cal_u, cal_i), cal_y)
+    scale, bias = calibrate(_pair_scores(served, cal_u, cal_i), cal_y)
     all_i = _rows(train, user_index, item_index)[1]
 
     prior_arrays, prior, ranker_metrics = _distil(served, train, cal_part, eval_part, user_index, item_index, cfg, out)
     ev_u, ev_i, ev_y = ranker_rows(eval_part, user_index, item_index, len(items.item_ids), cfg.disliked_weight, rng)
-    dot_auc = auc(_pair_dots(served, ev_u, ev_i), ev_y)  # monotone in the calibrated dot prior
+    dot_auc = auc(_pair_scores(served, ev_u, ev_i), ev_y)  # monotone in the calibrated dot prior
     ranker_metrics["dot_prior_auc"] = dot_auc
     # With the factorisation the prior is its own calibrated score: the students learn from the
     # last ``ranker_window`` against sampled items, which is discovery again, like the holdout
@@ -266,10 +292,18 @@ def run_job(
         # window is the most like tomorrow, and a factorisation refits in seconds. Its calibrated
         # scale stays the one fitted out of sample above (same objective, same ridge). On the
         # bench-loop split the refit's top ten drew 1.54 clicks per request against 1.44.
-        served = _factorise(data, user_index, item_index, (feats, len(item_vocab)), user_bags, cfg)
+        # Recent popularity is recomputed on every row too: the offset is the same model's.
+        served = _factorise(data, user_index, item_index, item_bags, user_bags, cfg, popularity)
+        recent = _recent_popularity(data, user_index, item_index, n_items, cfg.popularity_half_life_days)
     n_clusters = max(1, min(cfg.clusters, len(users_all)))
-    centroids = minibatch_kmeans(served.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    means = minibatch_kmeans(served.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
+    centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    offset = _offset(served)
+    # The graph ranks each cluster's items by the served score of its mean user, offset included
+    # (without one, in the unit centroid's order: the same, a positive scale per row).
+    graph = candidate_graph(
+        means if offset.any() else centroids, served.item_emb.astype(np.float64), cfg.graph_width, offset
+    )
     impressions = np.bincount(all_i, minlength=len(items.item_ids)).astype(np.float64)
     now = float(data.timestamp.max())
     pool = fresh_pool(items.created_at, impressions, now, cfg.fresh_max_age_s, cfg.fresh_max_impressions)
@@ -278,6 +312,8 @@ def run_job(
         "served_refit_on_all_rows": isinstance(served, Factorised),
         "recall_at_50_two_tower": tower_recall[50],
         "recall_at_50_factorisation": factorised_recall[50],
+        "popularity_offset": {"fitted": popularity[0], "blend": popularity[1]},
+        "popularity_search": popularity_scores,
         "recall_at_10": ours[10],
         "recall_at_50": ours[50],
         "recall_at_100": ours[100],
@@ -301,13 +337,14 @@ def run_job(
     arrays = {
         "item_ids": items.item_ids,
         "item_emb": served.item_emb.astype(np.float32),
-        "item_bias": np.full(len(items.item_ids), bias, dtype=np.float32),
+        # The prior's logit is scale · (x·y + o) + bias: the offset is part of each item's bias.
+        "item_bias": (bias + scale * offset).astype(np.float32),
         "item_created": np.nan_to_num(items.created_at, nan=float(data.timestamp.min())),
         "user_ids": np.array(users_all),
         "user_emb": served.user_emb.astype(np.float32),
         "default_user": served.default_user.astype(np.float32),
         "centroids": centroids.astype(np.float32),
-        "graph": candidate_graph(centroids, served.item_emb.astype(np.float64), cfg.graph_width).astype(np.int32),
+        "graph": graph.astype(np.int32),
         "fresh": pool.astype(np.int32),
         "popular": np.argsort(-recent, kind="stable")[: cfg.popular_pool].astype(np.int32),
         **prior_arrays,
@@ -364,32 +401,95 @@ def _factorise(
     item_bags: tuple[list[list[int]], int],
     user_bags: tuple[list[list[int]], int],
     cfg: JobConfig,
+    popularity: tuple[float, float] = (0.0, 0.0),
 ) -> Factorised:
-    """The factorisation of ``train``'s engagements and impressions. Items without interactions
-    are embedded from their features, users without them from theirs (each side's token map,
-    ``content_map``), and the average user is folded in."""
+    """The factorisation of ``train``'s engagements and impressions, with recent popularity's
+    offset ``popularity`` = (fitted, blend) (``JobConfig.popularity_search``). Items without
+    interactions are embedded from their features, users without them from theirs (each side's
+    token map, ``content_map``), and the average user is folded in."""
     users, items = _rows(train, user_index, item_index)
     feats, n_users = item_bags[0], len(user_bags[0])
     n_items = len(feats)
     p = preference(train, cfg.disliked_weight)
-    x, y = factorise(users, items, p, n_users, n_items, cfg.factorisation)
+    with_users = np.bincount(users, minlength=n_users) > 0
+    age = np.exp2((train.timestamp - train.timestamp.max()) / (cfg.popularity_half_life_days * 86400.0))
+    # Recent choices per user, on the preference scale: the window's rows, weighted by age and
+    # rescaled to their own total, spread over the users who made them.
+    per_user = np.bincount(items, weights=p * age, minlength=n_items) * (len(p) / max(float(age.sum()), 1e-12))
+    fitted = popularity[0] * per_user / max(1, int(with_users.sum()))
+    x, y = factorise(users, items, p, n_users, n_items, cfg.factorisation, fitted)
     with_items = np.bincount(items, minlength=n_items) > 0
     token_emb, intercept = content_map(*item_bags, y[with_items], np.flatnonzero(with_items))
     for j in np.flatnonzero(~with_items).tolist():
         y[j] = content_embed(feats[j], token_emb, intercept)
-    with_users = np.bincount(users, minlength=n_users) > 0
     # A cold user arrives now, so she is the average of recent choices, not of all time: the
     # rows weighted by age (half-life ``cold_user_half_life_days``), scaled to an average
     # user's total.
     recent = p * np.exp2((train.timestamp - train.timestamp.max()) / (cfg.cold_user_half_life_days * 86400.0))
     scale = float(p.sum()) / max(float(recent.sum()), 1e-12) / max(1, int(with_users.sum()))
     mean_row = np.asarray(np.bincount(items, weights=recent, minlength=n_items) * scale, dtype=np.float64)
-    default_user = fold_in(mean_row, y, cfg.factorisation.lam)
+    default_user = fold_in(mean_row, y, cfg.factorisation.lam, fitted)
     user_token_emb, user_intercept = content_map(*user_bags, x[with_users], np.flatnonzero(with_users))
     for r in np.flatnonzero(~with_users).tolist():  # known by features only, or by nothing
         bag = user_bags[0][r]
         x[r] = content_embed(bag, user_token_emb, user_intercept) if bag else default_user
-    return Factorised(x, y, default_user, token_emb, intercept, user_token_emb, user_intercept)
+    offset = fitted
+    if popularity[1]:
+        recent_pop = _recent_popularity(train, user_index, item_index, n_items, cfg.popularity_half_life_days)
+        offset = fitted + popularity[1] * np.log(recent_pop + POPULARITY_FLOOR)
+    return Factorised(x, y, default_user, token_emb, intercept, user_token_emb, user_intercept, offset)
+
+
+def _recent_popularity(
+    part: Interactions, user_index: dict[str, int], item_index: dict[str, int], n_items: int, half_life_days: float
+) -> Any:
+    """Each item's positives (n_items,), each weighted by ``2^(-age / half_life)`` from the
+    window's end: the holdout's recency-popularity baseline and the ``popular`` list."""
+    _, items, times = _positives(part, user_index, item_index)
+    if not len(times):
+        return np.zeros(n_items)
+    return np.bincount(items, weights=np.exp2((times - times.max()) / (half_life_days * 86400.0)), minlength=n_items)
+
+
+def _offset(model: TwoTowerResult | Factorised) -> Any:
+    """The served score's item offset (n_items,): the factorisation's, zeros for the two-tower."""
+    if isinstance(model, Factorised):
+        return np.asarray(model.item_offset, dtype=np.float64)
+    return np.zeros(len(model.item_emb))
+
+
+def _scores(model: TwoTowerResult | Factorised, rows: Any) -> Any:
+    """The served score (U, n_items) of user rows ``rows`` (U,) for every item."""
+    return np.asarray(model.user_emb[rows] @ model.item_emb.T, dtype=np.float64) + _offset(model)[None, :]
+
+
+def _select_popularity(
+    train: Interactions,
+    user_index: dict[str, int],
+    item_index: dict[str, int],
+    item_bags: tuple[list[list[int]], int],
+    user_bags: tuple[list[list[int]], int],
+    cfg: JobConfig,
+) -> tuple[tuple[float, float], dict[str, float]]:
+    """The (fitted, blend) pair of ``cfg.popularity_search`` with the best Recall@50 on an inner
+    temporal split of the training window (its last ``valid_fraction``), and each pair's score;
+    the holdout is never looked at."""
+    first = cfg.popularity_search[0]
+    if len(cfg.popularity_search) < 2:
+        return first, {}
+    inner_train, inner_valid, _ = split_by_time(train, cfg.valid_fraction)
+    rows, rel, skip = _holdout(inner_train, inner_valid, user_index, item_index)
+    if not rel:
+        return first, {}
+    scores: dict[str, float] = {}
+    best, chosen = -1.0, first
+    for pair in cfg.popularity_search:
+        m = _factorise(inner_train, user_index, item_index, item_bags, user_bags, cfg, pair)
+        score = recall_at_k(_scores(m, rows), rel, skip, (50,))[50]
+        scores[f"fitted={pair[0]:g},blend={pair[1]:g}"] = round(score, 4)
+        if score > best:
+            best, chosen = score, pair
+    return chosen, scores
 
 
 def preference(part: Interactions, disliked_weight: float) -> Any:
@@ -427,9 +527,10 @@ def ranker_rows(
     )
 
 
-def _pair_dots(model: TwoTowerResult | Factorised, users: Any, items: Any) -> Any:
-    """``<u, v>`` (E,) for embedding rows ``users``, ``items`` (E,)."""
-    return np.einsum("ed,ed->e", model.user_emb[users], model.item_emb[items]).astype(np.float64)
+def _pair_scores(model: TwoTowerResult | Factorised, users: Any, items: Any) -> Any:
+    """The served score ``<u, v> + o`` (E,) for embedding rows ``users``, ``items`` (E,)."""
+    dots = np.einsum("ed,ed->e", model.user_emb[users], model.item_emb[items]).astype(np.float64)
+    return dots + _offset(model)[items]
 
 
 def _tower(served: TwoTowerResult | Factorised, model: TwoTowerResult, side: str) -> dict[str, Any]:

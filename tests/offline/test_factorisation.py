@@ -67,6 +67,39 @@ def test_alternating_steps_never_raise_the_objective(alpha: float) -> None:
     assert values[-1] < values[0]
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_with_an_item_offset_the_factors_fit_what_it_leaves_over(alpha: float) -> None:
+    rng = np.random.default_rng(7)
+    offset = rng.uniform(0.0, 2.0, 25)
+    truth = rng.normal(size=(40, 2)) @ rng.normal(size=(2, 25)) + offset[None, :]
+    users, items = np.nonzero(np.ones_like(truth))
+    config = FactorisationConfig(dim=2, alpha=alpha, lam=1e-3, iterations=30)
+    x, y = factorise(users, items, truth[users, items], 40, 25, config, item_offset=offset)
+    assert float(((x @ y.T + offset - truth) ** 2).sum()) < 1e-3 * float((truth**2).sum())
+    without, _ = factorise(users, items, truth[users, items], 40, 25, config)
+    assert not np.allclose(without, x, atol=1e-3)  # the offset is not a no-op
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_a_half_step_with_an_offset_is_the_exact_ridge_solution_of_every_row(alpha: float) -> None:
+    rng = np.random.default_rng(8)
+    n_users, n_items = 12, 9
+    users, items, p = cells(rng, n_users, n_items, 40)
+    offset = rng.uniform(0.0, 0.5, n_items)
+    # One iteration: its user half-step is the ridge solution of p − o against the seeded start.
+    x, _ = factorise(
+        users, items, p, n_users, n_items, FactorisationConfig(dim=3, alpha=alpha, lam=0.5, iterations=1), offset
+    )
+    y_start = np.random.default_rng(0).normal(0.0, 0.1, (n_items, 3))  # factorise's own seeded start
+    for r in range(n_users):
+        target, c = -offset.copy(), np.ones(n_items)
+        mine = users == r
+        target[items[mine]] += p[mine]
+        c[items[mine]] += alpha
+        a = (y_start.T * c) @ y_start + 0.5 * np.eye(3)
+        np.testing.assert_allclose(x[r], np.linalg.solve(a, (y_start.T * c) @ target), atol=1e-10)
+
+
 def test_the_folded_in_average_user_ranks_items_by_how_often_they_are_chosen() -> None:
     rng = np.random.default_rng(4)
     n_users, n_items = 200, 30

@@ -112,6 +112,58 @@ def test_settings_are_chosen_on_an_inner_split_and_then_trained(subset: tuple[Pa
     assert all(0.0 <= v <= 1.0 for v in m["search"].values())
 
 
+def test_the_popularity_offset_is_chosen_on_an_inner_split_and_served(
+    subset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config = replace(FAST, popularity_search=((0.0, 0.0), (0.0, 0.2), (1.0, 0.0)))
+    report = run_job(*subset, tmp_path, config)
+    m = report.metrics
+    assert list(m["popularity_search"]) == ["fitted=0,blend=0", "fitted=0,blend=0.2", "fitted=1,blend=0"]
+    best = max(m["popularity_search"], key=m["popularity_search"].get)  # the first on ties, as the job
+    assert best == f"fitted={m['popularity_offset']['fitted']:g},blend={m['popularity_offset']['blend']:g}"
+    bundle = Bundle.load(tmp_path / report.version)
+    bias = bundle.arrays["item_bias"]
+    if best == "fitted=0,blend=0":
+        assert np.ptp(bias) == 0.0
+        return
+    # The offset is in the served prior: items differ in their bias, and the recency-popular
+    # list's head is among the items the bias favours.
+    assert np.ptp(bias) > 0.0
+    assert float(bias[bundle.arrays["popular"][:10]].mean()) > float(np.median(bias))
+
+
+def test_a_score_blend_serves_recent_popularity_in_the_item_bias(subset: tuple[Path, Path], tmp_path: Path) -> None:
+    report = run_job(*subset, tmp_path, replace(FAST, popularity_search=((0.0, 0.5),)))
+    assert report.metrics["popularity_offset"] == {"fitted": 0.0, "blend": 0.5}
+    assert report.metrics["popularity_search"] == {}  # one pair: nothing to choose
+    bundle = Bundle.load(tmp_path / report.version)
+    bias, popular = bundle.arrays["item_bias"], bundle.arrays["popular"]
+    # blend · log(recent + floor), scaled by the prior's positive scale: monotone in recent
+    # popularity, so the popular list is in decreasing order of bias.
+    assert np.all(np.diff(bias[popular[:50]]) <= 1e-6)
+    assert float(bias[popular[0]]) == pytest.approx(float(bias.max()))
+    from app.recommender import priors, sparse_context
+
+    u, context = sparse_context(bundle, "no-such-user")
+    p = priors(bundle, u, np.arange(len(bias)))
+    scale = float(bundle.manifest["prior"]["scale"])
+    emb = np.asarray(bundle.arrays["item_emb"], dtype=np.float64)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(scale * (emb @ u) + bias))), rtol=1e-5)
+    # The candidate graph ranks by the same score: at this blend recent popularity dominates
+    # the factors' part (log counts against dot products of ~0.1), so every cluster's row holds
+    # the ten most recently popular items.
+    for row in bundle.arrays["graph"]:
+        assert set(popular[:10].tolist()) <= set(row.tolist())
+    assert len(context.indices)
+
+
+def test_popularity_search_is_validated() -> None:
+    with pytest.raises(ValueError, match="popularity_search"):
+        JobConfig(popularity_search=())
+    with pytest.raises(ValueError, match="popularity_search"):
+        JobConfig(popularity_search=((0.0, -1.0),))
+
+
 def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) -> None:
     first = run_job(*subset, tmp_path, FAST)
     manifest_path = tmp_path / first.version / "manifest.json"
