@@ -15,11 +15,18 @@ key                                                type    value                
                                                                                                  window
 ``om:ctx:<request_id>``                            STRING  ``RequestContext`` JSON               attribution
                                                                                                  window
-``om:surfaces``                                    HASH    surface name → settings JSON          none
+``om:surfaces``                                    HASH    surface name → settings JSON;         none
+                                                           ``experiment:<surface>`` → its latest
+                                                           experiment JSON
+                                                           (``app/experiments.py``)
 ``om:surface-changes``                             LIST    change records JSON, newest first,    none
-                                                           capped at 1000
-``om:stats:<surface>:<minute>``                    HASH    counter name → integer, for the       2 h
-                                                           minute ``<minute>`` since the epoch
+                                                           capped at 1000 (settings and
+                                                           experiments)
+``om:stats:<surface>:<minute>``                    HASH    counter name → integer, for the       2 h after
+                                                           minute ``<minute>`` since the epoch;  its last
+                                                           an experiment arm's counters under    write
+                                                           ``<surface>@<experiment id>/<arm>``,
+                                                           its running totals at minute 0
 ``om:stats-surfaces``                              SET     surfaces that have counters           none
 ``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
 ``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
@@ -51,7 +58,9 @@ key                                                type    value                
                                                            marked it (until its deletion ends)
 =================================================  ======  ====================================  ===========
 
-- ``<version>`` is the bundle version: a new bundle starts an empty namespace. Feedback keeps
+- ``<version>`` is the bundle version: a new bundle starts an empty namespace. An experiment
+  arm's namespace is a version of its own, ``<bundle version>@<experiment id>/<arm>``
+  (``streaming.events.arm_namespace``), reported, served and retired exactly like one. Feedback keeps
   going to the version that served its request; a namespace is deleted (``drop_version``)
   once no replica has reported its version for the attribution window plus slack plus the
   serving lease. The policy and its reasons: ``streaming.stores.retirable``.
