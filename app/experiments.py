@@ -209,8 +209,16 @@ def arm_results(
             fresh_impressions=total.get("imp_fresh", 0),
             fresh_clicks=total.get("clk_fresh", 0),
         )
-        running = _running(total, window.get(arm.name, []))
-        series: dict[str, list[float | None]] = {"clicks_per_request": [], "low": [], "high": []}
+        minutes = window.get(arm.name, [])
+        running = _running(total, minutes)
+        series: dict[str, list[float | None]] = {
+            "clicks_per_request": [],
+            "low": [],
+            "high": [],
+            # Per minute, not running: when the arm finds (or stops showing) fresh items.
+            "fresh_impressions": [float(row.get("imp_fresh", 0)) for row in minutes],
+            "fresh_clicks": [float(row.get("clk_fresh", 0)) for row in minutes],
+        }
         for s in running:
             e = clicks_per_request(s)
             series["clicks_per_request"].append(_num(e.mean))

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from app.demo import DEMO_SURFACE
 from bench.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +101,30 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float) -> No
         time.sleep(0.5)
 
 
+# The experiment the picture shows (app/experiments.py): the one bench/experiment.py measures.
+EXPERIMENT = {
+    "name": "alpha0",
+    "control": "control",
+    "arms": [
+        {"name": "control", "share": 0.2, "settings": {"alpha": 0.0}},
+        {"name": "default", "share": 0.8, "settings": {}},
+    ],
+}
+
+
+def start_experiment(base: str, token: str, timeout_s: float = 30.0) -> None:
+    """Start ``EXPERIMENT`` on the demo's surface once its users have put their settings there
+    (an arm takes the surface's settings at the start)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=base, headers=headers, timeout=10.0) as c:
+        while c.get(f"/v1/admin/surfaces/{SURFACE}").json()["explore_traffic"] != DEMO_SURFACE["explore_traffic"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the demo's settings never reached surface {SURFACE!r}")
+            time.sleep(0.2)
+        c.put(f"/v1/admin/surfaces/{SURFACE}/experiment", json=EXPERIMENT).raise_for_status()
+
+
 def run_traffic(proc: subprocess.Popen[bytes], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
@@ -131,6 +156,8 @@ def missing_panels(stats: dict[str, Any]) -> list[str]:
         "latency": some(z["latency_p99_ms"]),
         "what-if curve": some(whatif["clicks_per_request"]),
         "realised clicks per request": whatif["realised"]["requests"] > 0,
+        "experiment lift": bool(surface.get("experiment"))
+        and any(some(a["series"].get("lift", [])) for a in surface["experiment"]["arms"]),
     }
     return [name for name, ok in wanted.items() if not ok]
 
@@ -170,11 +197,12 @@ def screenshot(base: str, token: str, out: Path, width: int, height: int) -> lis
             page.click("#auth button")
             page.wait_for_selector("body[data-loaded=true]", timeout=15_000)
             # drawChart and drawWhatIf set data-points on their canvas once drawn: each of the demo
-            # surface's eight charts and its what-if dial must have drawn something.
+            # surface's eight charts, its what-if dial and its experiment's three charts must
+            # have drawn something.
             page.wait_for_function(
                 """(id) => {
                     const canvases = [...document.querySelectorAll(`#surface-${id} canvas`)];
-                    return canvases.length >= 9 && canvases.every(c => Number(c.dataset.points || 0) > 0);
+                    return canvases.length >= 12 && canvases.every(c => Number(c.dataset.points || 0) > 0);
                 }""",
                 arg=SURFACE,
                 timeout=15_000,
@@ -211,6 +239,7 @@ def main() -> int:
         say(f"onlinematch demo on {base}, training its first bundle in {work}")
         proc = start_demo(port, token, work / "bundles", log)
         wait_ready(base, proc, args.ready_timeout)
+        start_experiment(base, token)
         say(f"ready after {time.monotonic() - started:.0f} s; {args.seconds:.0f} s of simulated traffic")
         run_traffic(proc, args.seconds)
         wait_for_panels(base, token, timeout_s=60.0)

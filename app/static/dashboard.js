@@ -276,8 +276,12 @@ function experimentBox(name, view) {
       { name: a.name, values: a.series.lift, color: COLORS[(k + 1) % COLORS.length] },
       { name: "", values: a.series.lift_low, color: COLORS[(k + 1) % COLORS.length] + "55" },
       { name: "", values: a.series.lift_high, color: COLORS[(k + 1) % COLORS.length] + "55" }]);
+    const fresh = view.arms.flatMap((a, k) => [
+      { name: a.name + " imp.", values: a.series.fresh_impressions, color: COLORS[k % COLORS.length] },
+      { name: a.name + " clk.", values: a.series.fresh_clicks, color: COLORS[k % COLORS.length] + "88" }]);
     box.pending = [["Clicks per request since the start, per arm (95% band)", series],
-      ["Lift over control since the start (95% band)", lifts]].map(([title, s]) => {
+      ["Lift over control since the start (95% band)", lifts],
+      ["Fresh-item (under a day old) impressions and clicks per minute, per arm", fresh]].map(([title, s]) => {
       const canvas = el("canvas", { "data-title": title });
       charts.append(el("div", { class: "chart" }, [el("h4", {}, [title]), canvas]));
       return [canvas, s];

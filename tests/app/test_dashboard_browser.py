@@ -221,7 +221,7 @@ def test_an_experiment_in_a_real_browser(bundle_dir: Path, tmp_path: Path) -> No
         verdict = page.locator("#surface-shop .experiment .verdict").inner_text()
         assert verdict.startswith("explore ") and "control" in verdict
         charts = page.locator("#surface-shop .experiment canvas")
-        assert charts.count() == 2 and int(charts.nth(0).get_attribute("data-points") or 0) > 0
+        assert charts.count() == 3 and int(charts.nth(0).get_attribute("data-points") or 0) > 0
 
         # Promote explore: the surface takes its settings, the experiment ends, the audit says so.
         page.locator('#surface-shop button.promote[data-arm="explore"]').click()
