@@ -29,20 +29,10 @@ def server(bundle_dir: Path) -> Iterator[str]:
 
 
 def simulate(base: str, requests: int = 160) -> None:
-    rng = np.random.default_rng(0)
-    with httpx.Client(base_url=base, timeout=10) as c:
-        c.put(
-            "/v1/admin/surfaces/home", json={"explore_traffic": 0.5, "explore_slots": 2}, headers=AUTH
-        ).raise_for_status()
-        for n in range(requests):
-            rec = c.post("/v1/recommend", json={"user_id": f"user-{n % 50}", "k": 4, "surface": "home"}).json()
-            events: list[dict[str, Any]] = []
-            for m, item in enumerate(rec["items"]):
-                base_event = {"request_id": rec["request_id"], "item_id": item["item_id"], "ts": time.time()}
-                events.append({**base_event, "event_id": f"{n}-{m}-i", "type": "impression"})
-                if rng.random() < 0.3:
-                    events.append({**base_event, "event_id": f"{n}-{m}-c", "type": "click"})
-            c.post("/v1/feedback", json={"events": events}).raise_for_status()
+    httpx.put(
+        f"{base}/v1/admin/surfaces/home", json={"explore_traffic": 0.5, "explore_slots": 2}, headers=AUTH
+    ).raise_for_status()
+    serve_users(base, "home", requests, seed=0, users=50)
 
 
 def settled_stats(base: str, requests: int = 160, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -143,12 +133,12 @@ def test_dashboard_in_a_real_browser(server: str) -> None:
     assert [e for e in errors if "401" not in e] == [], errors
 
 
-def serve_users(base: str, surface: str, requests: int, seed: int) -> None:
+def serve_users(base: str, surface: str, requests: int, seed: int, users: int = 60) -> None:
     """Users with impressions of every slot and clicks at 0.3 per slot on ``surface``."""
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=base, timeout=10) as c:
         for n in range(requests):
-            rec = c.post("/v1/recommend", json={"user_id": f"user-{n % 60}", "k": 4, "surface": surface}).json()
+            rec = c.post("/v1/recommend", json={"user_id": f"user-{n % users}", "k": 4, "surface": surface}).json()
             events: list[dict[str, Any]] = []
             for m, item in enumerate(rec["items"]):
                 base_event = {"request_id": rec["request_id"], "item_id": item["item_id"], "ts": time.time()}
