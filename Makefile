@@ -13,7 +13,9 @@ LATEST := .venv-latest
 $(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# setuptools warns, on every editable install, that folders named like the packages may
+	@# shadow them: here they are the packages. Silenced so that the first `make run` reads cleanly.
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 $(VENV)/.bench-installed: $(STAMP) requirements/bench.txt
