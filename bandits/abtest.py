@@ -141,11 +141,11 @@ def lift(arm: ArmSums, control: ArmSums, name: str = "arm", control_name: str = 
             f"(95% interval {diff - half:+.4f} to {diff + half:+.4f})"
         )
     else:
-        more = "more" if rel >= 0 else "fewer"
+        # Below 0.05% the lift prints as 0.0%: "more" or "fewer" would only be round-off.
+        more = "as many" if abs(rel) < 5e-4 else f"{abs(rel):.1%} more" if rel > 0 else f"{abs(rel):.1%} fewer"
         size = (
-            f"{abs(rel):.1%} {more} clicks per request than {control_name} "
+            f"draws {more} clicks per request {'as' if abs(rel) < 5e-4 else 'than'} {control_name} "
             f"(95% interval {rel_low:+.1%} to {rel_high:+.1%})"
         )
-        size = f"draws {size}"
     verdict = f"{name} {size}: " + ("significant" if significant else "not significant yet, the interval spans 0")
     return Lift(diff, diff - half, diff + half, rel, rel_low, rel_high, significant, verdict)

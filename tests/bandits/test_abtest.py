@@ -67,7 +67,10 @@ def test_the_verdict_follows_the_interval_and_the_sign(n_a: int, n_c: int, m_a: 
     assert x.verdict.startswith("arm ") and x.verdict.endswith("significant" if x.significant else "spans 0")
     if m_c > 1e-6 and m_a > 1e-6:  # else the ratio is not finite and the verdict gives the difference
         assert math.isclose(x.lift, m_a / m_c - 1, rel_tol=1e-9, abs_tol=1e-12)
-        assert ("more" in x.verdict) == (m_a >= m_c)
+        if abs(m_a / m_c - 1) >= 1e-3:
+            assert ("more" in x.verdict) == (m_a > m_c) and ("fewer" in x.verdict) == (m_a < m_c)
+        elif abs(m_a / m_c - 1) < 1e-4:  # equal up to round-off: neither word
+            assert "as many clicks per request as control" in x.verdict
 
 
 def test_too_few_requests_give_no_interval_and_say_so() -> None:
