@@ -177,6 +177,10 @@ async function api(method, path, body) {
   return data;
 }
 
+// Impressions of items under a day old in the window: without any, "fresh items reaching 50
+// impressions" is 0 because there is nothing fresh to count, not because counting failed.
+const freshShown = z => ["lt_1h", "lt_1d"].some(k => (z.impressions_by_age[k] || []).some(v => v > 0));
+
 function chartsFor(name, s, minutes) {
   const c = s.config, z = s.series;
   const ages = Object.entries(z.impressions_by_age).map(([k, v]) => ({ name: "age " + k, values: v }));
@@ -188,7 +192,8 @@ function chartsFor(name, s, minutes) {
     ["CTR: explored vs exploited", [
       { name: "explored", values: z.ctr_explored }, { name: "exploited", values: z.ctr_exploited }]],
     ["Fresh-item discovery: impressions by item age", ages],
-    ["Fresh items reaching 50 impressions (counted at the 50th, while under a day old; 0 until one gets there)",
+    ["Fresh items reaching 50 impressions (counted at the 50th, while under a day old; 0 until one gets there)"
+      + (freshShown(z) ? "" : " — no item under a day old was shown this hour, so none can"),
       [{ name: "per minute", values: z.fresh_items_reached_50 }]],
     ["Learning freshness (event → Redis), ms", [
       { name: "p50", values: z.freshness_p50_ms }, { name: "p99", values: z.freshness_p99_ms },

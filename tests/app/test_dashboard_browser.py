@@ -82,6 +82,11 @@ def test_dashboard_in_a_real_browser(server: str) -> None:
 
         canvases = page.locator("#surface-home .charts canvas")
         assert canvases.count() == 8
+        # The fresh-item counter says why it reads 0 exactly when nothing fresh was shown.
+        ages = home["impressions_by_age"]
+        fresh_shown = sum(ages["lt_1h"]) + sum(ages["lt_1d"]) > 0
+        titles = page.locator("#surface-home .charts h3").all_inner_texts()
+        assert any("no item under a day old was shown" in t for t in titles) == (not fresh_shown), titles
         points = [int(canvases.nth(i).get_attribute("data-points") or 0) for i in range(canvases.count())]
         assert all(n > 0 for n in points), points
 
