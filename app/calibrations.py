@@ -64,7 +64,8 @@ class Calibrations:
     def __init__(self, store: Store, refresh_s: float = REFRESH_S) -> None:
         # (version, surface) → (curves (GROUPS, BINS), pooled curve (BINS,), total exposure)
         self._rows: _PseudoRows[tuple[FloatArray, FloatArray, float]] = _PseudoRows(store, refresh_s)
-        self._last: dict[str, tuple[str, FloatArray]] = {}  # surface → (version, its newest trusted curve)
+        # (surface, arm) → (namespace, its newest trusted curve); arm "" outside experiments
+        self._last: dict[tuple[str, str], tuple[str, FloatArray]] = {}
 
     def apply(
         self, version: str, surface: str, raw: FloatArray, groups: IntArray | None = None
@@ -81,13 +82,17 @@ class Calibrations:
         return pooled, exposure
 
     def _read(self, version: str, surface: str) -> tuple[FloatArray, FloatArray, float]:
+        arm = version.partition("@")[2]
+
         def derive(exposure: FloatArray, clicks: FloatArray) -> tuple[FloatArray, FloatArray, float]:
-            last = self._last.get(surface)
+            # An arm falls back to its own last curve, then the surface's: every arm starts from
+            # the same place, and no arm's sparse bins shrink towards another arm's curve.
+            last = self._last.get((surface, arm)) or self._last.get((surface, ""))
             carried = last[1] if last is not None and last[0] != version else None
             curves, pooled = grouped_curves(exposure, clicks, prior_curve=carried)
             total = float(exposure.sum())
             if total >= MIN_EXPOSURE:
-                self._last[surface] = (version, pooled)
+                self._last[(surface, arm)] = (version, pooled)
             return curves, pooled, total
 
         return self._rows.get((version, surface), version, calibration_item(surface), GROUPS * BINS, derive)
@@ -102,7 +107,8 @@ class ExaminationCurves:
     def __init__(self, store: Store, refresh_s: float = REFRESH_S) -> None:
         # (version, surface, k) → (curve (k,), randomised impressions per position (k,))
         self._rows: _PseudoRows[tuple[FloatArray, FloatArray]] = _PseudoRows(store, refresh_s)
-        self._last: dict[tuple[str, int], tuple[str, FloatArray]] = {}
+        # (surface, arm, k) → (namespace, its newest trusted curve), as for the calibration
+        self._last: dict[tuple[str, str, int], tuple[str, FloatArray]] = {}
 
     def curve(self, version: str, surface: str, k: int) -> FloatArray:
         """(k,) examination weights, 1 at the top slot."""
@@ -111,12 +117,14 @@ class ExaminationCurves:
     def estimate(self, version: str, surface: str, k: int) -> tuple[FloatArray, FloatArray]:
         """The curve (k,) and the randomised impressions per position (k,) behind it."""
 
+        arm = version.partition("@")[2]
+
         def derive(n: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
-            last = self._last.get((surface, k))
+            last = self._last.get((surface, arm, k)) or self._last.get((surface, "", k))
             prior = last[1] if last is not None and last[0] != version else examination_prior(k)
             curve = examination_curve(n, c, prior)
             if n.min() >= MIN_EXPOSURE:
-                self._last[(surface, k)] = (version, curve)
+                self._last[(surface, arm, k)] = (version, curve)
             return curve, n.copy()
 
         return self._rows.get((version, surface, k), version, examination_item(surface), k, derive)

@@ -11,8 +11,8 @@ from app.main import Services
 from app.surfaces import SurfaceConfig
 from bandits.whatif import EXPLORE, GREEDY, what_if
 from streaming.events import arm_stats_key
-from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, TOTAL_MINUTE, coin_sums_of, minute_of, quantile
-from streaming.stores import StoreUnavailable
+from streaming.opstats import AGE_BUCKETS, FRESHNESS_MS, LATENCY_MS, coin_sums_of, minute_of, quantile
+from streaming.stores import TOTAL_MINUTE, StoreUnavailable
 
 # The what-if dial's values of explore_traffic, beside the current one: production runs 1-6%,
 # and past a half the slates are mostly exploration.
@@ -103,8 +103,10 @@ def experiment_view(svc: Services, experiment: Experiment, window: list[int]) ->
     totals, rows = {}, {}
     for arm in experiment.arms:
         key = arm_stats_key(experiment.surface, experiment.key(arm))
-        totals[arm.name] = svc.store.read_stats(key, [TOTAL_MINUTE])[0]
+        # The window first: a flush between the two reads then only makes the total larger than
+        # the window's sum, never smaller (``_running`` subtracts the window from the total).
         rows[arm.name] = svc.store.read_stats(key, window)
+        totals[arm.name] = svc.store.read_stats(key, [TOTAL_MINUTE])[0]
     # Each arm's what-if curve over its whole run: what other explore_traffic values would have
     # drawn immediately on its slates (bench/experiment.py checks one against an arm running it).
     return {

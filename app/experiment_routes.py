@@ -38,10 +38,17 @@ NOT_RUNNING = problem_response("The surface runs no experiment.")
 Surface = Annotated[SurfaceName, Path()]
 
 
-def _view(svc: Services, experiment: Experiment | None) -> dict[str, Any]:
+def _view(svc: Services, experiment: Experiment | None, stored: bool = False) -> dict[str, Any]:
+    """The experiment and its arms' figures. After a change that was ``stored``, a failed read of
+    the figures gives the experiment without them (the change landed: no error for it)."""
     if experiment is None:
         return {"experiment": None, "arms": []}
-    return experiment_view(svc, experiment, window_minutes(time.time()))
+    try:
+        return experiment_view(svc, experiment, window_minutes(time.time()))
+    except StoreUnavailable:
+        if not stored:
+            raise
+        return {"experiment": experiment.model_dump(mode="json"), "arms": [], "degraded": ["figures unavailable"]}
 
 
 def _running(svc: Services, surface: str) -> Experiment:
@@ -56,7 +63,7 @@ def _store(svc: Services, experiment: Experiment, who: str, action: str) -> dict
         svc.surfaces.put_experiment(experiment, who, action)
     except StoreUnavailable as exc:
         raise HTTPException(503, "the experiment could not be stored; nothing changed") from exc
-    return _view(svc, experiment)
+    return _view(svc, experiment, stored=True)
 
 
 @router.get(
@@ -130,11 +137,21 @@ async def promote_arm(surface: Surface, body: PromoteIn, svc: ServicesDep, who: 
         )
 
     def promote() -> dict[str, Any]:
+        # Settings first: if the experiment's end then fails, the arms still serve their own
+        # settings, and promoting again writes the same settings and ends it.
         try:
             svc.surfaces.put(surface, arm.config, who.name)
         except StoreUnavailable as exc:
             raise HTTPException(503, "the surface settings could not be stored; nothing changed") from exc
-        return _store(svc, experiment.ended(who.name, f"promoted {arm.name}"), who.name, f"promoted {arm.name}")
+        ended = experiment.ended(who.name, f"promoted {arm.name}")
+        try:
+            svc.surfaces.put_experiment(ended, who.name, f"promoted {arm.name}")
+        except StoreUnavailable as exc:
+            raise HTTPException(
+                503,
+                f"the surface took {arm.name}'s settings, but the experiment could not be marked ended; promote again",
+            ) from exc
+        return _view(svc, ended, stored=True)
 
     return await run_in_threadpool(promote)
 

@@ -137,7 +137,7 @@ class Services:
         """Renew the serving lease: tells the consumers which version this replica serves
         (``app/lease.py``). A lost beat is retried within a second, well inside the lease."""
         while True:
-            report = self.bundles.report()
+            report = self.bundles.report(self.surfaces.arm_namespaces)
             if report is Report.UNAVAILABLE:
                 self.metrics.store_errors.labels("heartbeat").inc()
             if stop.wait(HEARTBEAT_S if report is not Report.UNAVAILABLE else min(1.0, HEARTBEAT_S)):

@@ -87,13 +87,17 @@ class BundleHolder:
         """May a request context for ``version`` be stored now (its serving lease is held)?"""
         return self._lease is None or self._lease.held(version)
 
-    def report(self) -> Report | None:
-        """Renew the lease on the serving version (the heartbeat), and on every experiment arm's
+    def report(self, arms: Callable[[str], list[str]] | None = None) -> Report | None:
+        """Renew the lease on the serving version (the heartbeat), on the namespaces ``arms``
+        names for it (every arm of every running experiment: an arm idle for longer than the
+        grace period must not be retired while it runs), and on every experiment arm's
         namespace a request used within the lease; None when nothing is loaded."""
         bundle = self._bundle
         if bundle is None or self._lease is None:
             return None
         report = self._lease.acquire(bundle.version)
+        for namespace in arms(bundle.version) if arms is not None else []:
+            self._namespaces[namespace] = time.monotonic()
         idle = time.monotonic() - stores.SERVING_LEASE_S
         for namespace, used in list(self._namespaces.items()):
             if used < idle:

@@ -7,7 +7,8 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bandits import make_policy
 from bandits.policies import Policy
@@ -15,6 +16,8 @@ from streaming.stores import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from app.experiments import Arm, Experiment
+
+log = structlog.get_logger(__name__)
 
 ServingPolicy = Literal["diag_linucb", "diag_ts", "epsilon_greedy", "greedy", "random"]
 
@@ -112,7 +115,12 @@ class Surfaces:
         fresh, experiments = {}, {}
         for k, v in raw.items():
             if k.startswith(EXPERIMENT_FIELD):
-                experiments[k[len(EXPERIMENT_FIELD) :]] = Experiment.model_validate_json(v)
+                try:
+                    experiments[k[len(EXPERIMENT_FIELD) :]] = Experiment.model_validate_json(v)
+                except ValidationError as exc:
+                    # One record this version cannot read must not take every request down:
+                    # the surface serves without it, and says so in the log.
+                    log.error("experiment_unreadable", field=k, error=str(exc)[:500])
             else:
                 fresh[k] = SurfaceConfig.model_validate_json(v)
         with self._lock:
@@ -142,6 +150,12 @@ class Surfaces:
     def running_experiments(self) -> list[Experiment]:
         self._refresh()
         return [e for e in self._experiments.values() if e.running]
+
+    def arm_namespaces(self, version: str) -> list[str]:
+        """The statistics namespace of every arm of every running experiment under ``version``."""
+        from app.experiments import namespace
+
+        return [namespace(version, e, arm) for e in self.running_experiments() for arm in e.arms]
 
     def put_experiment(self, experiment: Experiment, who: str, action: str) -> None:
         """Store an experiment (started, ended or promoted) with its audit record."""

@@ -17,7 +17,7 @@ requests)
 
     diff     = mean_a − mean_0,   se_diff = sqrt(se_a² + se_0²)
     lift     = mean_a / mean_0 − 1
-    se_lift ≈ (mean_a / mean_0) · sqrt((se_a / mean_a)² + (se_0 / mean_0)²)   (delta method)
+    se_lift ≈ sqrt((se_a / mean_0)² + (mean_a · se_0 / mean_0²)²)              (delta method)
 
 with 95% intervals ``± 1.96 · se`` (normal approximation; Kohavi, Tang & Xu 2020, ch. 17 and
 18 on the delta method for ratios). The difference is called significant when its interval
@@ -130,8 +130,8 @@ def lift(arm: ArmSums, control: ArmSums, name: str = "arm", control_name: str = 
     significant = diff - half > 0 or diff + half < 0
     if c.mean > 0:
         ratio = a.mean / c.mean
-        rel_a = se_a / a.mean if a.mean > 0 else math.inf
-        se_ratio = ratio * math.hypot(rel_a, se_c / c.mean)
+        # The delta method, in the form that stays finite when the arm drew no click.
+        se_ratio = math.hypot(se_a / c.mean, a.mean * se_c / c.mean / c.mean)
         rel, rel_low, rel_high = ratio - 1, ratio - 1 - Z95 * se_ratio, ratio - 1 + Z95 * se_ratio
     else:
         rel = rel_low = rel_high = math.nan

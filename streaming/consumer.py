@@ -212,7 +212,9 @@ def build_deltas(
                 if fresh:
                     work.ops[(surface, "clk_fresh")] += 1
         if impression and fresh:
-            work.fresh_impressions[(ctx.surface, ctx.namespace, ev.item_id)] += 1
+            # Per bundle version, arms included: "fresh items reaching 50" is the surface's
+            # count, and an item shown 40 times in each of two arms has reached it.
+            work.fresh_impressions[(ctx.surface, ctx.version, ev.item_id)] += 1
         if flag == "c" and _key_part(ctx.user_id):  # older contexts have none; a bad one must not stall the batch
             work.clicks.append((ctx.user_id, ev.item_id, ev.ts if ev.ts > 0 else ctx.ts))
     sums = _sum_rows(rows)

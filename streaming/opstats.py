@@ -30,8 +30,9 @@ field                                writer     meaning
 the counter surface ``<surface>@<experiment id>/<arm>`` (``RequestContext.counter_surfaces``),
 with the same fields. An arm's counters are also added into a running-total bucket, minute
 ``TOTAL_MINUTE`` (0, the epoch's first minute, which no live minute can be): an experiment
-outlives the two hours a minute bucket is kept, and every write renews the bucket's expiry,
-so the total lasts as long as the arm is served, and two hours past its end.
+outlives the two hours a minute bucket is kept; the total bucket is kept 30 days past its last
+write (``streaming.stores.STATS_TOTAL_TTL_S``), so an idle arm keeps its record and an ended
+experiment's final figures stay readable.
 
 Counters are at-most-once: the consumer counts only newly credited events and writes the
 counters after the statistics, so a redelivered batch is not counted twice (a crash in between
@@ -77,7 +78,7 @@ import numpy as np
 
 from bandits.whatif import CoinSums, coin_sums
 from streaming.events import RequestContext
-from streaming.stores import Increment, Store, StoreUnavailable
+from streaming.stores import TOTAL_MINUTE, Increment, Store, StoreUnavailable
 
 # Roughly 1-2-3-5 steps, read with interpolation inside a bucket (``quantile``): the first
 # freshness histogram's lowest edge was 100 ms, and its p99 drew a flat line on that edge; at
@@ -132,7 +133,6 @@ def minute_of(ts: float) -> int:
     return int(ts // 60)
 
 
-TOTAL_MINUTE = 0  # the bucket of an experiment arm's running totals (module docstring)
 ARM_MARK = "@"  # in a counter surface: an experiment arm's (streaming.events.arm_stats_key)
 
 

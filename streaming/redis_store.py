@@ -24,9 +24,9 @@ key                                                type    value                
                                                            experiments)
 ``om:stats:<surface>:<minute>``                    HASH    counter name → integer, for the       2 h after
                                                            minute ``<minute>`` since the epoch;  its last
-                                                           an experiment arm's counters under    write
-                                                           ``<surface>@<experiment id>/<arm>``,
-                                                           its running totals at minute 0
+                                                           an experiment arm's counters under    write (30
+                                                           ``<surface>@<experiment id>/<arm>``,  days for
+                                                           its running totals at minute 0        minute 0)
 ``om:stats-surfaces``                              SET     surfaces that have counters           none
 ``om:lag:<group>``                                 HASH    partition → consumer lag (records)    1 h
 ``om:v:<version>:fresh-impressions``               HASH    fresh item → impressions counted      2 days
@@ -108,8 +108,10 @@ from redis.commands.core import Script
 from bandits.checks import FloatArray, IntArray
 from streaming.events import EventError, RequestContext, check_key_part
 from streaming.stores import (
+    STATS_TOTAL_TTL_S,
     STATS_TTL_S,
     SURFACE_LOG_LENGTH,
+    TOTAL_MINUTE,
     Applied,
     Charge,
     Increment,
@@ -569,9 +571,9 @@ class RedisStore:
         for surface, minute, name, amount in increments:
             key = f"om:stats:{surface}:{minute}"
             pipe.hincrby(key, name, amount)
-            buckets.add((surface, key))
-        for surface, key in buckets:
-            pipe.expire(key, STATS_TTL_S)
+            buckets.add((surface, key, minute))
+        for surface, key, minute in buckets:
+            pipe.expire(key, STATS_TOTAL_TTL_S if minute == TOTAL_MINUTE else STATS_TTL_S)
             pipe.sadd("om:stats-surfaces", surface)
         pipe.execute()
 

@@ -331,6 +331,11 @@ def gcra(tat: float, now: float, charge: Charge) -> tuple[float, float]:
 
 SURFACE_LOG_LENGTH = 1000
 STATS_TTL_S = 2 * 3600
+# Minute 0 holds an experiment arm's running totals (streaming/opstats.py): kept this long past
+# its last write, so an arm idle for hours keeps its record, and an ended experiment's final
+# figures stay readable for a month.
+TOTAL_MINUTE = 0
+STATS_TOTAL_TTL_S = 30 * 86400
 
 # (surface, minute since the epoch, field, amount)
 Increment = tuple[str, int, str, int]
@@ -457,7 +462,11 @@ class MemoryStore:
                 bucket = self._counters.setdefault((surface, minute), {})
                 bucket[name] = bucket.get(name, 0) + amount
                 self._counters_written[(surface, minute)] = now
-            for key in [k for k, t in self._counters_written.items() if t < now - STATS_TTL_S]:
+            for key in [
+                k
+                for k, t in self._counters_written.items()
+                if t < now - (STATS_TOTAL_TTL_S if k[1] == TOTAL_MINUTE else STATS_TTL_S)
+            ]:
                 del self._counters[key], self._counters_written[key]
 
     def read_stats(self, surface: str, minutes: Sequence[int]) -> list[dict[str, int]]:

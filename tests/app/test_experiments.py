@@ -275,3 +275,43 @@ def test_a_replica_reports_an_arms_namespace_while_it_serves_it_and_then_stops(c
     svc.bundles.report()
     assert svc.store.serving_versions()[ns] == renewed
     assert ns not in svc.bundles._namespaces
+
+
+def test_the_heartbeat_reports_every_running_arm_even_an_idle_one(client: TestClient) -> None:
+    """An arm nobody asked for in a while is still running: its namespace must stay reported,
+    or retirement would delete it mid-experiment."""
+    svc = client.app.state.services  # type: ignore[attr-defined]  # Starlette types app as ASGIApp
+    exp = Experiment.model_validate(start_experiment(client, "idle-arms")["experiment"])
+    version = svc.bundles.current.version
+    names = [arm_namespace(version, exp.key(a)) for a in exp.arms]
+    assert sorted(svc.surfaces.arm_namespaces(version)) == sorted(names)
+    svc.bundles.report(svc.surfaces.arm_namespaces)
+    assert set(names) <= set(svc.store.serving_versions())
+    assert client.post("/v1/admin/surfaces/idle-arms/experiment/end", headers=auth()).status_code == 200
+    assert svc.surfaces.arm_namespaces(version) == []
+
+
+def test_a_change_that_landed_answers_200_even_when_the_figures_cannot_be_read(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streaming.stores import StoreUnavailable
+
+    start_experiment(client, "figures-down")
+    svc = client.app.state.services  # type: ignore[attr-defined]  # Starlette types app as ASGIApp
+
+    def down(*args: object) -> None:
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(svc.store, "read_stats", down)
+    r = client.post("/v1/admin/surfaces/figures-down/experiment/end", headers=auth())
+    assert r.status_code == 200 and r.json()["experiment"]["outcome"] == "ended"
+    assert r.json()["degraded"] == ["figures unavailable"] and r.json()["arms"] == []
+    assert client.get("/v1/admin/surfaces/figures-down/experiment", headers=auth()).status_code == 503
+
+
+def test_an_unreadable_experiment_record_is_skipped_not_fatal(client: TestClient) -> None:
+    svc = client.app.state.services  # type: ignore[attr-defined]  # Starlette types app as ASGIApp
+    svc.store.put_surface("experiment:broken", b'{"id": 3}', b'{"surface": "broken"}')
+    assert client.get("/v1/admin/surfaces/broken/experiment", headers=auth()).json()["experiment"] is None
+    r = client.post("/v1/recommend", json={"user_id": "u", "surface": "broken", "k": 2})
+    assert r.status_code == 200 and not r.json()["degraded"]

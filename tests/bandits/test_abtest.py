@@ -78,3 +78,9 @@ def test_too_few_requests_give_no_interval_and_say_so() -> None:
     assert not x.significant and math.isnan(x.diff_low) and "too few" in x.verdict
     e = clicks_per_request(ArmSums(0, 0, 0))
     assert math.isnan(e.mean) and e.n == 0
+
+
+def test_an_arm_without_a_click_still_gets_an_interval() -> None:
+    x = lift(ArmSums(100, 0, 0), ArmSums(100, 20, 30))
+    assert x.lift == -1.0 and math.isfinite(x.lift_low) and math.isfinite(x.lift_high)
+    assert x.significant and "nan" not in x.verdict

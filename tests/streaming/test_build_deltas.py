@@ -227,6 +227,8 @@ def test_an_experiment_arms_feedback_goes_to_its_namespace_and_is_counted_twice(
     assert set(work.deltas) == {"v1@x-1a2b3c/control"}
     (delta,) = work.deltas["v1@x-1a2b3c/control"]
     assert delta.item == "a" and delta.credits == {"r1": "ic"}
+    # Fresh impressions count per bundle version, for the surface's "reaching 50".
+    assert dict(work.fresh_impressions) == {("home", "v1", "a"): 1}
     for surface in ("home", "home@x-1a2b3c/control"):
         assert work.ops[(surface, "imp_exploited")] == 1 and work.ops[(surface, "clk_exploited")] == 1
         assert work.ops[(surface, "imp_fresh")] == 1 and work.ops[(surface, "clk_fresh")] == 1
