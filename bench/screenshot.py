@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from app.demo import DEMO_SURFACE
+from bench.experiment import LIFT as EXPERIMENT  # the picture shows the experiment bench-experiment measures
 from bench.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,17 +100,6 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float) -> No
         if time.monotonic() > deadline:
             raise RuntimeError(f"{base} did not become ready in {timeout_s:.0f} s")
         time.sleep(0.5)
-
-
-# The experiment the picture shows (app/experiments.py): the one bench/experiment.py measures.
-EXPERIMENT = {
-    "name": "alpha0",
-    "control": "control",
-    "arms": [
-        {"name": "control", "share": 0.2, "settings": {"alpha": 0.0}},
-        {"name": "default", "share": 0.8, "settings": {}},
-    ],
-}
 
 
 def start_experiment(base: str, token: str, timeout_s: float = 30.0) -> None:
