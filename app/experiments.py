@@ -17,24 +17,25 @@ How an experiment runs
   settings in the bundle's namespace.
 - **An arm's settings** are the surface's at the start with the arm's overrides applied, fixed
   then: editing the surface later does not move an arm mid-experiment.
-- **Namespaces**: an arm's statistics (and its calibration, examination curve, trending and
-  trending, which live in the same namespace) are kept under the version
-  ``<bundle version>@<id>/<arm>`` (``namespace``). Each starts empty, from the prior, at the
-  experiment's start; the calibration and the examination curve fall back to the surface's
-  last trusted ones until the arm has its own (``app/calibrations.py``), the same for every
-  arm. Replicas report every arm of every running experiment, used or idle, exactly as they
-  report their bundle version (``app/lease.py``, ``Surfaces.arm_namespaces``); once an
-  experiment ends nobody reports them, and the consumers' retirement pass deletes them after
-  the grace period like an old bundle version's (``streaming.stores.retirable``). A new bundle starts every arm afresh, as it does the
-  surface.
+- **Namespaces**: an arm's statistics (and its calibration, examination curve and trending,
+  which live in the same namespace) are kept under the version ``<bundle version>@<id>/<arm>``
+  (``namespace``). Each starts empty, from the prior, at the experiment's start; the
+  calibration and the examination curve fall back to the surface's last trusted ones until the
+  arm has its own (``app/calibrations.py``), the same for every arm. Replicas report every arm
+  of every running experiment, used or idle, exactly as they report their bundle version
+  (``app/lease.py``, ``Surfaces.arm_namespaces``); once an experiment ends nobody reports
+  them, and the consumers' retirement pass deletes them after the grace period like an old
+  bundle version's (``streaming.stores.retirable``). A new bundle starts every arm afresh, as
+  it does the surface.
 - **Promote**: the surface takes the arm's settings, and the experiment ends. The surface
   keeps learning in the bundle's namespace, which went on learning from the traffic outside
   the experiment (none, at shares summing to 1): the promoted arm's own statistics are
   retired with the others.
 - **Figures** (``arm_results``): the consumer counts each arm's shown requests, clicks and
-  Σ clicks² under the counter surface ``<surface>@<id>/<arm>`` (``stats_key``), per minute
-  and as a running total kept 30 days past its last write (``streaming/opstats.py``); ``bandits/abtest.py`` turns them into
-  clicks per request with intervals and the lift over control.
+  Σ clicks² under the counter surface ``<surface>@<id>/<arm>``
+  (``streaming.events.arm_stats_key``), per minute and as a running total kept 30 days past
+  its last write (``streaming/opstats.py``); ``bandits/abtest.py`` turns them into clicks per
+  request with intervals and the lift over control.
 """
 
 from __future__ import annotations
