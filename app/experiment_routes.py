@@ -24,7 +24,6 @@ from app.routes import (
     EditorDep,
     ServicesDep,
     ViewerDep,
-    named_field,
     problem_response,
 )
 from app.surfaces import SurfaceConfig
@@ -103,11 +102,9 @@ async def start_experiment(surface: Surface, body: ExperimentIn, svc: ServicesDe
             SurfaceConfig.model_validate({**base.model_dump(), **overrides})
         except ValidationError as exc:
             # Each field was checked by the body's model; left are checks across fields of the
-            # settings an arm makes (reward_min against reward_max), named after the arm.
-            errors += [
-                {**e, "loc": ("body", "arms", n, "settings", *(e["loc"] or named_field(str(e["msg"]))))}
-                for e in exc.errors()
-            ]
+            # settings an arm makes (reward_min against reward_max), located at the arm's
+            # settings (the error handler appends the field its message names).
+            errors += [{**e, "loc": ("body", "arms", n, "settings", *e["loc"])} for e in exc.errors()]
     if errors:
         raise RequestValidationError(errors)
     experiment = experiments.start(surface, body.name, body.control, arms, base, who.name)

@@ -104,6 +104,7 @@ class BundleHolder:
                 # An ended experiment's arms: nobody reports them now, so the consumers'
                 # retirement pass deletes them once the grace period is over.
                 self._namespaces.pop(namespace, None)
+                self._tried.pop(namespace, None)
             else:
                 self._lease.acquire(namespace)
         return report

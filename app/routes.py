@@ -246,12 +246,6 @@ async def get_surface(surface: Annotated[SurfaceName, Path()], svc: ServicesDep,
     return svc.surfaces.get(surface)
 
 
-def named_field(message: str) -> tuple[str, ...]:
-    """The field a cross-field message names first (``"Value error, reward_min: ..."``)."""
-    match = re.search(r"(\w+): ", message)
-    return (match.group(1),) if match else ()
-
-
 @router.put(
     "/v1/admin/surfaces/{surface}",
     response_model=SurfaceConfig,
@@ -271,8 +265,9 @@ async def put_surface(
         updated = SurfaceConfig.model_validate({**current.model_dump(), **body.model_dump(exclude_none=True)})
     except ValidationError as exc:
         # Field checks ran on the body already; what is left are checks across fields, each
-        # named after the first field it involves (SurfaceConfig._ordered_bounds: reward_min).
-        errors = [{**e, "loc": ("body", *(e["loc"] or named_field(str(e["msg"]))))} for e in exc.errors()]
+        # named after the first field it involves (SurfaceConfig._ordered_bounds: reward_min),
+        # which the error handler appends to the location (app.main._field).
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
     try:
         await run_in_threadpool(svc.surfaces.put, surface, updated, who.name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -207,12 +208,12 @@ class RequestContext:
     # outside any experiment. Its statistics live in the arm's namespace (``namespace``).
     arm: str = ""
 
-    @property
+    @cached_property  # read per event in the consumer loop: the string is built once
     def namespace(self) -> str:
         """The statistics namespace its feedback goes to: the bundle version, or the arm's."""
         return arm_namespace(self.version, self.arm) if self.arm else self.version
 
-    @property
+    @cached_property
     def counter_surfaces(self) -> tuple[str, ...]:
         """The operator counters' surfaces it counts under: its surface, and its arm's."""
         return (self.surface, arm_stats_key(self.surface, self.arm)) if self.arm else (self.surface,)
