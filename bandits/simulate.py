@@ -89,17 +89,30 @@ class RunResult:
         return self.decisions / self.seconds if self.seconds > 0 else float("inf")
 
 
-def run(world: World, agent: Agent, k: int = 1, batch_size: int = 20, rounds: int | None = None) -> RunResult:
+def run(
+    world: World,
+    agent: Agent,
+    k: int = 1,
+    batch_size: int = 20,
+    rounds: int | None = None,
+    exam: FloatArray | None = None,
+) -> RunResult:
     """Play ``rounds`` (default: the world's horizon) decisions of ``k`` slots each.
 
     Feedback reaches the agent in micro-batches of ``batch_size`` decisions, as it would from
     the stream: every decision in a batch is made before any of the batch's outcomes is known.
+    ``exam`` (k,) is the examination weight the feedback carries for each slot, as serving fixes
+    it in the request context (``bandits/position.py``); None carries 1 for every slot: position
+    ignored, every click or miss read as if at the top.
     """
+    weights = np.ones(k) if exam is None else np.asarray(exam, dtype=np.float64)
+    if weights.shape != (k,):
+        raise ValueError(f"exam: expected shape ({k},), got {weights.shape}")
     horizon = world.config.horizon if rounds is None else min(rounds, world.config.horizon)
     impressions = np.zeros(world.config.n_items, dtype=np.int64)
     clicks = expected = oracle = seconds = 0.0
     curve: list[float] = []
-    pending: list[tuple[int, IntArray, FloatArray, FloatArray, SparseContext]] = []
+    pending: list[tuple[int, IntArray, FloatArray, FloatArray, SparseContext, FloatArray]] = []
     for t in range(horizon):
         user = int(world.users[t])
         items = world.candidates(t, user)
@@ -114,7 +127,7 @@ def run(world: World, agent: Agent, k: int = 1, batch_size: int = 20, rounds: in
         clicks += float(reward.sum())
         expected += world.expected(t, user, slate)
         oracle += world.oracle(t, user, len(slate), items)
-        pending.append((t, slate, prior[positions], reward, ctx))
+        pending.append((t, slate, prior[positions], reward, ctx, weights[: len(slate)]))
         if len(pending) >= batch_size or t == horizon - 1:
             feedback = _to_feedback(pending)
             pending = []
@@ -126,17 +139,18 @@ def run(world: World, agent: Agent, k: int = 1, batch_size: int = 20, rounds: in
     return RunResult(clicks, expected, oracle, impressions, seconds, horizon, curve)
 
 
-def _to_feedback(pending: list[tuple[int, IntArray, FloatArray, FloatArray, SparseContext]]) -> Feedback:
-    n = sum(len(s) for _, s, _, _, _ in pending)
-    k = max(len(ctx.indices) for *_, ctx in pending)
+def _to_feedback(pending: list[tuple[int, IntArray, FloatArray, FloatArray, SparseContext, FloatArray]]) -> Feedback:
+    n = sum(len(s) for _, s, *_ in pending)
+    k = max(len(ctx.indices) for *_, ctx, _ in pending)
     items = np.empty(n, np.int64)
     indices = np.zeros((n, k), np.int64)
     weights = np.zeros((n, k))
     prior = np.empty(n)
     reward = np.empty(n)
     t_arr = np.empty(n)
+    exam = np.empty(n)
     row = 0
-    for t, slate, p, r, ctx in pending:
+    for t, slate, p, r, ctx, e in pending:
         m = len(slate)
         items[row : row + m] = slate
         indices[row : row + m, : len(ctx.indices)] = ctx.indices
@@ -144,5 +158,6 @@ def _to_feedback(pending: list[tuple[int, IntArray, FloatArray, FloatArray, Spar
         prior[row : row + m] = p
         reward[row : row + m] = r
         t_arr[row : row + m] = t
+        exam[row : row + m] = e
         row += m
-    return Feedback(items, indices, weights, prior, reward, t_arr, np.ones(n))
+    return Feedback(items, indices, weights, prior, reward, t_arr, exam)
