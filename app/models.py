@@ -217,6 +217,7 @@ class SurfaceUpdate(BaseModel):
     count_served_as_impressions: bool | None = None
     pooled: bool | None = None
     lam_pool: Annotated[float, Field(ge=1e-3, le=1e6, allow_inf_nan=False)] | None = None
+    lam_cold: Annotated[float, Field(ge=1e-3, le=1e6, allow_inf_nan=False)] | None = None
     calibrate: bool | None = None
     position_aware: bool | None = None
     position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None

@@ -387,17 +387,21 @@ class Recommender:
         self._trending = Trending(store)
         self._catalogue = LiveCatalogue(store)
         self._featureless: tuple[str, FloatArray | None] | None = None
-        self._popularity: tuple[str, IntArray] | None = None
+        self._popularity: tuple[str, IntArray, npt.NDArray[np.bool_]] | None = None
         self._breaker = Breaker(settings.store_cool_off_s)
 
-    def _groups(self, bundle: Bundle) -> IntArray:
-        """Each item row's popularity group (``bandits.calibration.popularity_groups``), per bundle."""
+    def _item_classes(self, bundle: Bundle) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """Per bundle, each item row's popularity group (``bandits.calibration.popularity_groups``)
+        and whether it is **cold**: in the bundle's fresh pool, so its prior rests on its features
+        and at most a handful of interactions (``offline/clusters.py``, ``fresh_pool``)."""
         cached = self._popularity
         if cached is None or cached[0] != bundle.version:
             popular = bundle.arrays.get("popular", np.empty(0, np.int64))
-            cached = (bundle.version, popularity_groups(popular, len(bundle.item_index)))
+            cold = np.zeros(len(bundle.item_index), dtype=bool)
+            cold[bundle.arrays["fresh"]] = True
+            cached = (bundle.version, popularity_groups(popular, len(bundle.item_index)), cold)
             self._popularity = cached
-        return cached[1]
+        return cached[1], cached[2]
 
     @property
     def catalogue(self) -> LiveCatalogue:
@@ -466,6 +470,24 @@ class Recommender:
         y = np.asarray(bundle.arrays["item_emb"][rows], dtype=np.float64).sum(axis=0)
         folded = u + config.fold_in_weight * (fold @ y)
         return folded, clusters_of(bundle, folded)
+
+    def _lam0(
+        self, bundle: Bundle, config: SurfaceConfig, known: IntArray, is_live: npt.NDArray[np.bool_]
+    ) -> FloatArray | None:
+        """Each candidate's ridge for its pooled residual (N,): ``lam_cold`` for a cold item (the
+        bundle's fresh pool, or published since the bundle), the process's ``lam`` for the rest.
+
+        Why. ``λ`` is how many impressions' worth of evidence the prior is taken to be. An item
+        the offline model saw thousands of times has a prior worth much; one it knows by its
+        genre and year has a prior worth little, and its few clicks should move it at once. A
+        smaller ``λ`` does both: a larger bonus (explored before items whose prior is solid) and
+        a faster residual. It fades by itself, as ``λ + n_0`` soon is mostly ``n_0``."""
+        if not config.pooled or config.lam_cold == self._s.lam:
+            return None
+        cold = is_live.copy()
+        in_bundle = known >= 0
+        cold[in_bundle] = self._item_classes(bundle)[1][known[in_bundle]]
+        return np.where(cold, config.lam_cold, self._s.lam)
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
         """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
@@ -576,14 +598,14 @@ class Recommender:
         prior, learn = raw, True
         groups = np.zeros(len(ids), dtype=np.int64)
         if config.calibrate:
-            groups[mask] = self._groups(bundle)[known[mask]]
+            groups[mask] = self._item_classes(bundle)[0][known[mask]]
             # A new item has no popularity yet: the last group, with the bundle's long tail.
             groups[~mask] = GROUPS - 1
             prior, learn = self._calibration.apply(namespace, surface, raw, groups)
 
         # The gathered (N, K) statistics are a DiagStats over local rows and columns, so every
         # serving policy scores them through its ordinary interface.
-        stats = DiagStats(self._s.lam, w2, b)
+        stats = DiagStats(self._s.lam, w2, b, lam0=self._lam0(bundle, config, known, is_live))
         local = SparseContext(np.arange(len(context.indices), dtype=np.int64), context.weights)
         scores = self._surfaces.policy(config).score(stats, local, np.arange(len(ids)), prior, rng)
         explore = not reasons and rng.random() < config.explore_traffic

@@ -186,6 +186,10 @@ class DiagStats:
     w2 : (n_items, dim) float64, epoch-scaled Σ w²
     b : (n_items, dim) float64, epoch-scaled Σ w · (r − p)
     decay : the forgetting used to scale deltas and reads
+    lam0 : (n_items,) float64 or None, each item's own ridge for the pooled residual ``θ_0``
+        (``bandits/pooled.py``) in place of ``lam``: how much the offline evidence behind its
+        prior is worth. A reading of the bundle that serving sets per request, not learnt
+        state: never serialised, and ignored without pooling.
 
     Serving reads the same two numbers from Redis; this table is what the simulator, the
     benchmark and the tests use.
@@ -195,6 +199,7 @@ class DiagStats:
     w2: FloatArray
     b: FloatArray
     decay: Decay = field(default=NO_DECAY)
+    lam0: FloatArray | None = None
 
     @classmethod
     def empty(cls, n_items: int, dim: int, lam: float = 1.0, decay: Decay = NO_DECAY) -> DiagStats:

@@ -179,22 +179,24 @@ class _DiagFamily:
 
     def _pooled_stats(
         self, state: DiagStats, context: SparseContext, items: ArrayLike, prior: ArrayLike, now: float
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-        """``(p, w2, b, n0, b0)``: the clusters' sums (N, K) and the pool coordinate's (N,)."""
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray | float]:
+        """``(p, w2, b, n0, b0, lam0)``: the clusters' sums (N, K), the pool coordinate's (N,),
+        and the ridge of each item's ``θ_0`` (``state.lam0`` of the items, else ``state.lam``)."""
         it, p = _check_score_args(state.shape, items, prior, context)
         pool = state.shape[1] - 1
         if len(context.indices) and context.indices.max() >= pool:
             raise ValueError(f"context.indices: coordinate {pool} is the pool coordinate; contexts stop below it")
         d, b = state.gather(it, np.append(context.indices, pool), now)
         w2 = d - state.lam
-        return p, w2[:, :-1], b[:, :-1], w2[:, -1], b[:, -1]
+        lam0 = state.lam if state.lam0 is None else np.asarray(state.lam0[it], dtype=np.float64)
+        return p, w2[:, :-1], b[:, :-1], w2[:, -1], b[:, -1], lam0
 
     def _mean_bonus(
         self, state: DiagStats, context: SparseContext, items: ArrayLike, prior: ArrayLike, now: float, alpha: float
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         if self.config.lam_pool is not None:
-            p, w2, b, n0, b0 = self._pooled_stats(state, context, items, prior, now)
-            mean, bonus = _pooled_scores(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool, alpha)
+            p, w2, b, n0, b0, lam0 = self._pooled_stats(state, context, items, prior, now)
+            mean, bonus = _pooled_scores(p, context.weights, w2, b, n0, b0, lam0, self.config.lam_pool, alpha)
             return mean, bonus, state.lam + w2, b
         it, p = _check_score_args(state.shape, items, prior, context)
         d, b = state.gather(it, context.indices, now)
@@ -301,9 +303,9 @@ class DiagThompson(_DiagFamily):
         now: float = 0.0,
     ) -> Scores:
         if self.config.lam_pool is not None:
-            p, w2, b, n0, b0 = self._pooled_stats(state, context, items, prior, now)
-            mean, _ = _pooled_scores(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool, 0.0)
-            draw = pooled_sample(p, context.weights, w2, b, n0, b0, state.lam, self.config.lam_pool,
+            p, w2, b, n0, b0, lam0 = self._pooled_stats(state, context, items, prior, now)
+            mean, _ = _pooled_scores(p, context.weights, w2, b, n0, b0, lam0, self.config.lam_pool, 0.0)
+            draw = pooled_sample(p, context.weights, w2, b, n0, b0, lam0, self.config.lam_pool,
                                  self.config.sigma, rng)  # fmt: skip
             return Scores(mean, draw)
         mean, _, d, b = self._mean_bonus(state, context, items, prior, now, 0.0)

@@ -9,7 +9,10 @@ The model. For item ``j`` with offline prior ``p`` (on the top-slot click scale)
 with weights ``w`` (K,) over clusters, and examination weight ``e`` of the slot it was shown
 in (1 without position bias)::
 
-    E[r] = e · (p + Σ_f w_f · θ_f)        θ_f ~ N(θ_0, 1/λ_c)        θ_0 ~ N(0, 1/λ)
+    E[r] = e · (p + Σ_f w_f · θ_f)        θ_f ~ N(θ_0, 1/λ_c)        θ_0 ~ N(0, 1/λ_j)
+
+``λ_j`` is ``λ``, or per item (``DiagStats.lam0``) how much the offline evidence behind its
+prior is worth: serving gives items known by their features only a smaller one.
 
 Statistics. The item-level residual is just one more Diag coordinate, the **pool
 coordinate**, which every update carries with weight 1. So the store keeps only its usual two
@@ -101,7 +104,7 @@ def _pooled_scores(
     b: FloatArray,
     n0: FloatArray,
     b0: FloatArray,
-    lam: float,
+    lam: float | FloatArray,
     lam_pool: float,
     alpha: float,
 ) -> tuple[FloatArray, FloatArray]:
@@ -119,8 +122,9 @@ def _clusters(w2: FloatArray, b: FloatArray, theta0: FloatArray, lam_pool: float
     return (b + lam_pool * theta0[:, None]) / denom, denom
 
 
-def pooled_item(n0: FloatArray, b0: FloatArray, lam: float) -> tuple[FloatArray, FloatArray]:
-    """The item-level residual ``θ_0`` (N,) and its variance (N,) from the pool coordinate."""
+def pooled_item(n0: FloatArray, b0: FloatArray, lam: float | FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The item-level residual ``θ_0`` (N,) and its variance (N,) from the pool coordinate;
+    ``lam`` is one ridge for all, or each item's (N,) (``DiagStats.lam0``)."""
     d0 = lam + n0
     return b0 / d0, 1.0 / d0
 
@@ -157,7 +161,7 @@ def pooled_sample(
     b: FloatArray,
     n0: FloatArray,
     b0: FloatArray,
-    lam: float,
+    lam: float | FloatArray,
     lam_pool: float,
     sigma: float,
     rng: np.random.Generator,

@@ -144,3 +144,23 @@ def test_pooled_scores_validates_shapes() -> None:
         pooled_scores([0.1], [1.0], [[0.0, 0.0]], [[0.0]], [0.0], [0.0], 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="lam_pool"):
         pooled_scores([0.1], [1.0], [[0.0]], [[0.0]], [0.0], [0.0], 1.0, 0.0, 1.0)
+
+
+def test_a_cold_item_has_the_wider_bonus_and_learns_from_fewer_clicks() -> None:
+    # Items 0 and 1 have the same prior and the same feedback (two impressions, one click); item
+    # 0's prior rests on features only (lam0 0.1), item 1's on plenty of data (lam 1). Unseen,
+    # the cold one has the wider bonus; after the click its residual has moved further.
+    policy = DiagLinUCB(DiagLinUCBConfig(alpha=1.0, lam_pool=4.0))
+    ctx, items, prior = SparseContext.of([0], [1.0]), np.array([0, 1]), np.array([0.05, 0.05])
+    rng = np.random.default_rng(0)
+    state = policy.init_state(2, 2)
+    state.lam0 = np.array([0.1, 1.0])
+    unseen = policy.score(state, ctx, items, prior, rng)
+    assert unseen.explore[0] - unseen.mean[0] > 2 * (unseen.explore[1] - unseen.mean[1])
+    policy.update(state, Feedback.of([0, 0, 1, 1], [[0]] * 4, [[1.0]] * 4, [0.05] * 4, [1.0, 0.0, 1.0, 0.0]))
+    seen = policy.score(state, ctx, items, prior, rng)
+    assert seen.mean[0] > seen.mean[1] > 0.05
+    # Without lam0 every item has the process's lam: the two are the same again.
+    state.lam0 = None
+    same = policy.score(state, ctx, items, prior, rng)
+    assert same.mean[0] == pytest.approx(same.mean[1]) and same.explore[0] == pytest.approx(same.explore[1])

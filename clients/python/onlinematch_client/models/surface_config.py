@@ -26,6 +26,7 @@ class SurfaceConfig:
         fold_in_weight (float | Unset):  Default: 1.0.
         fresh_per_request (int | Unset):  Default: 20.
         fresh_slots (int | Unset):  Default: 1.
+        lam_cold (float | Unset):  Default: 0.1.
         lam_pool (float | Unset):  Default: 4.0.
         policy (SurfaceConfigPolicy | Unset):  Default: SurfaceConfigPolicy.DIAG_LINUCB.
         pooled (bool | Unset):  Default: True.
@@ -48,6 +49,7 @@ class SurfaceConfig:
     fold_in_weight: float | Unset = 1.0
     fresh_per_request: int | Unset = 20
     fresh_slots: int | Unset = 1
+    lam_cold: float | Unset = 0.1
     lam_pool: float | Unset = 4.0
     policy: SurfaceConfigPolicy | Unset = SurfaceConfigPolicy.DIAG_LINUCB
     pooled: bool | Unset = True
@@ -79,6 +81,8 @@ class SurfaceConfig:
         fresh_per_request = self.fresh_per_request
 
         fresh_slots = self.fresh_slots
+
+        lam_cold = self.lam_cold
 
         lam_pool = self.lam_pool
 
@@ -125,6 +129,8 @@ class SurfaceConfig:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
             field_dict["fresh_slots"] = fresh_slots
+        if lam_cold is not UNSET:
+            field_dict["lam_cold"] = lam_cold
         if lam_pool is not UNSET:
             field_dict["lam_pool"] = lam_pool
         if policy is not UNSET:
@@ -171,6 +177,8 @@ class SurfaceConfig:
 
         fresh_slots = d.pop("fresh_slots", UNSET)
 
+        lam_cold = d.pop("lam_cold", UNSET)
+
         lam_pool = d.pop("lam_pool", UNSET)
 
         _policy = d.pop("policy", UNSET)
@@ -207,6 +215,7 @@ class SurfaceConfig:
             fold_in_weight=fold_in_weight,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
+            lam_cold=lam_cold,
             lam_pool=lam_pool,
             policy=policy,
             pooled=pooled,

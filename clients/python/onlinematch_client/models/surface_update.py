@@ -26,6 +26,7 @@ class SurfaceUpdate:
         fold_in_weight (float | None | Unset):
         fresh_per_request (int | None | Unset):
         fresh_slots (int | None | Unset):
+        lam_cold (float | None | Unset):
         lam_pool (float | None | Unset):
         policy (None | SurfaceUpdatePolicyType0 | Unset):
         pooled (bool | None | Unset):
@@ -48,6 +49,7 @@ class SurfaceUpdate:
     fold_in_weight: float | None | Unset = UNSET
     fresh_per_request: int | None | Unset = UNSET
     fresh_slots: int | None | Unset = UNSET
+    lam_cold: float | None | Unset = UNSET
     lam_pool: float | None | Unset = UNSET
     policy: None | SurfaceUpdatePolicyType0 | Unset = UNSET
     pooled: bool | None | Unset = UNSET
@@ -119,6 +121,12 @@ class SurfaceUpdate:
             fresh_slots = UNSET
         else:
             fresh_slots = self.fresh_slots
+
+        lam_cold: float | None | Unset
+        if isinstance(self.lam_cold, Unset):
+            lam_cold = UNSET
+        else:
+            lam_cold = self.lam_cold
 
         lam_pool: float | None | Unset
         if isinstance(self.lam_pool, Unset):
@@ -205,6 +213,8 @@ class SurfaceUpdate:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
             field_dict["fresh_slots"] = fresh_slots
+        if lam_cold is not UNSET:
+            field_dict["lam_cold"] = lam_cold
         if lam_pool is not UNSET:
             field_dict["lam_pool"] = lam_pool
         if policy is not UNSET:
@@ -322,6 +332,15 @@ class SurfaceUpdate:
 
         fresh_slots = _parse_fresh_slots(d.pop("fresh_slots", UNSET))
 
+        def _parse_lam_cold(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        lam_cold = _parse_lam_cold(d.pop("lam_cold", UNSET))
+
         def _parse_lam_pool(data: object) -> float | None | Unset:
             if data is None:
                 return data
@@ -431,6 +450,7 @@ class SurfaceUpdate:
             fold_in_weight=fold_in_weight,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
+            lam_cold=lam_cold,
             lam_pool=lam_pool,
             policy=policy,
             pooled=pooled,
