@@ -279,46 +279,86 @@ def _sum_rows(
     }
 
 
-def apply_partition(
+def apply_partitions(
     store: Store,
-    partition: int,
-    events: list[tuple[int, FeedbackEvent]],
+    parsed: dict[int, list[tuple[int, FeedbackEvent]]],
     contexts: dict[str, RequestContext],
     credit_ttl_s: float,
     touched: dict[tuple[str, int], set[str]],
-) -> tuple[PartitionWork, int]:
-    """Apply one partition's events (ascending offsets) to the store, exactly once by watermark.
+) -> tuple[dict[int, PartitionWork], int]:
+    """Apply each partition's events (ascending offsets) to the store, exactly once by watermark.
 
-    Returns the work of the first pass (its dead letters and counts) and how many items
-    conflicted (another member applied part of their range) and were recomputed from fresh state.
-    Adds to ``touched`` the items applied per (version, pool), for trending. Shared by the
+    Returns the work of the first pass per partition (its dead letters and counts) and how many
+    items conflicted (another member applied part of their range) and were recomputed from fresh
+    state. Adds to ``touched`` the items applied per (version, pool), for trending. Shared by the
     consumer and ``streaming.rebuild``, so a replay applies by exactly the same rules.
+
+    The partitions of a round share their store round trips: one read of every watermark and
+    credit (``Store.read_state``), one write of every user's clicks, one apply of every delta
+    (``Store.apply_many``); per partition and step, they were a third of the consumer's time.
+    Reading a round's state before any of it applies equals reading it partition by partition
+    because no item is in two partitions of a round (``_rounds``): watermarks are per partition,
+    and credits per item.
     """
-    first: PartitionWork | None = None
+    firsts: dict[int, PartitionWork] = {}
     conflicts = 0
-    todo = events
-    for _attempt in range(5):
-        work = _work_for(store, partition, todo, contexts)
-        if first is None:
-            first = work  # counted from the first pass only: a retry adds no events
-            # Before the statistics: a set, so a crash between the two and the redelivery that
-            # follows re-add the same members; after them, the redelivery would find the
-            # watermarks moved and the clicks would never reach the user's set.
-            store.add_clicks(work.clicks, CLICKS_KEEP, CLICKS_TTL_S)
-        conflicted: set[str] = set()
-        for version, deltas in work.deltas.items():
-            results = store.apply(version, partition, deltas, credit_ttl_s)
-            for d, r in zip(deltas, results, strict=True):
-                pool = work.pools.get((version, d.item))
-                if r == Applied.CONFLICT:
-                    conflicted.add(d.item)
-                elif r == Applied.APPLIED and pool is not None:
-                    touched[(version, pool)].add(d.item)
-        if not conflicted:
-            return first, conflicts
-        conflicts += len(conflicted)
-        todo = [(o, ev) for o, ev in events if ev.item_id in conflicted]
-    raise RuntimeError(f"partition {partition}: items kept conflicting; will retry the batch")
+    for partitions in _rounds(parsed, contexts):
+        todo = {partition: parsed[partition] for partition in partitions}
+        for attempt in range(5):
+            works = _works_for(store, todo, contexts)
+            if attempt == 0:
+                firsts.update(works)  # counted from the first pass only: a retry adds no events
+                # Before the statistics: a set, so a crash between the two and the redelivery
+                # that follows re-add the same members; after them, the redelivery would find
+                # the watermarks moved and the clicks would never reach the user's set.
+                store.add_clicks([c for work in works.values() for c in work.clicks], CLICKS_KEEP, CLICKS_TTL_S)
+            batches = [
+                (version, partition, deltas)
+                for partition, work in works.items()
+                for version, deltas in work.deltas.items()
+            ]
+            conflicted: dict[int, set[str]] = defaultdict(set)
+            for (version, partition, deltas), results in zip(
+                batches, store.apply_many(batches, credit_ttl_s), strict=True
+            ):
+                pools = works[partition].pools
+                for d, r in zip(deltas, results, strict=True):
+                    if r == Applied.CONFLICT:
+                        conflicted[partition].add(d.item)
+                    elif r == Applied.APPLIED and (pool := pools.get((version, d.item))) is not None:
+                        touched[(version, pool)].add(d.item)
+            if not conflicted:
+                break
+            conflicts += sum(len(items) for items in conflicted.values())
+            todo = {p: [(o, ev) for o, ev in parsed[p] if ev.item_id in items] for p, items in conflicted.items()}
+        else:
+            raise RuntimeError(f"partitions {sorted(todo)}: items kept conflicting; will retry the batch")
+    return firsts, conflicts
+
+
+def _rounds(parsed: dict[int, list[tuple[int, FeedbackEvent]]], contexts: dict[str, RequestContext]) -> list[list[int]]:
+    """The partitions in rounds, in order, such that no (namespace, item) has events in two
+    partitions of one round. Feedback is keyed by item, so that is one round, unless the topic's
+    partitions changed: then a later partition reads the credits the earlier one wrote, as it
+    would applied one by one. (Pseudo-items are in every partition; their watermarks are per
+    partition and they have no credits.)
+
+    >>> ctx = RequestContext("r", "home", "v1", [0], [1.0], {"a": (0.1, False), "b": (0.1, False)}, 0.0)
+    >>> ev = {i: FeedbackEvent(i, "r", i, "impression", 0.0, 0.0) for i in "ab"}
+    >>> _rounds({0: [(1, ev["a"])], 1: [(1, ev["b"])], 2: [(7, ev["a"])]}, {"r": ctx})
+    [[0, 1], [2]]
+    """
+    rounds: list[tuple[list[int], set[tuple[str, str]]]] = []
+    for partition, events in parsed.items():
+        keys = {(ctx.namespace, ev.item_id) for _, ev in events if (ctx := contexts.get(ev.request_id)) is not None}
+        for members, taken in rounds:
+            if taken.isdisjoint(keys):
+                members.append(partition)
+                taken |= keys
+                break
+        else:
+            rounds.append(([partition], keys))
+    return [members for members, _ in rounds]
 
 
 def update_trending(store: Store, touched: dict[tuple[str, int], set[str]]) -> None:
@@ -335,29 +375,34 @@ def update_trending(store: Store, touched: dict[tuple[str, int], set[str]]) -> N
         log.warning("trending_not_updated")
 
 
-def _work_for(
-    store: Store, partition: int, events: list[tuple[int, FeedbackEvent]], contexts: dict[str, RequestContext]
-) -> PartitionWork:
-    """``build_deltas`` on the watermarks and credits the store holds for these events."""
-    keys: dict[str, set[str]] = defaultdict(set)
-    pairs: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for _, ev in events:
-        ctx = contexts.get(ev.request_id)
-        if ctx is not None:
-            keys[ctx.namespace].add(ev.item_id)
-            pairs[ctx.namespace].add((ev.item_id, ev.request_id))
-            if ctx.raw:
-                keys[ctx.namespace].add(calibration_item(ctx.surface))
-            if ctx.randomized:
-                keys[ctx.namespace].add(examination_item(ctx.surface))
-    marks: dict[tuple[str, str], int] = {}
-    credited: dict[tuple[str, str, str], str] = {}
-    for version, items in keys.items():
-        for item, mark in store.watermarks(version, partition, sorted(items)).items():
-            marks[(version, item)] = mark
-        for (item, rid), flags in store.credits(version, sorted(pairs[version])).items():
-            credited[(version, item, rid)] = flags
-    return build_deltas(events, contexts, marks, credited)
+def _works_for(
+    store: Store, todo: dict[int, list[tuple[int, FeedbackEvent]]], contexts: dict[str, RequestContext]
+) -> dict[int, PartitionWork]:
+    """``build_deltas`` per partition on the watermarks and credits the store holds for these
+    events, read in one ``Store.read_state``."""
+    marks: dict[tuple[str, int, str], None] = {}  # (version, partition, item), in first-seen order
+    pairs: dict[tuple[str, str, str], None] = {}  # (version, item, request id)
+    for partition, events in todo.items():
+        for _, ev in events:
+            ctx = contexts.get(ev.request_id)
+            if ctx is not None:
+                namespace = ctx.namespace
+                marks[(namespace, partition, ev.item_id)] = None
+                pairs[(namespace, ev.item_id, ev.request_id)] = None
+                if ctx.raw:
+                    marks[(namespace, partition, calibration_item(ctx.surface))] = None
+                if ctx.randomized:
+                    marks[(namespace, partition, examination_item(ctx.surface))] = None
+    found_marks, found_flags = store.read_state(list(marks), list(pairs))
+    by_partition: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
+    for (version, partition, item), mark in zip(marks, found_marks, strict=True):
+        if mark >= 0:  # build_deltas reads an absent mark as -1
+            by_partition[partition][(version, item)] = mark
+    credited = {key: flags for key, flags in zip(pairs, found_flags, strict=True) if flags}
+    return {
+        partition: build_deltas(events, contexts, by_partition[partition], credited)
+        for partition, events in todo.items()
+    }
 
 
 @dataclass
@@ -476,10 +521,11 @@ class FeedbackConsumer:
         ops: list[PartitionWork] = []
         touched: dict[tuple[str, int], set[str]] = defaultdict(set)  # (version, pool) → items applied
         contexts = self._store.get_contexts(request_ids)
-        for partition, events in parsed.items():
+        for events in parsed.values():
             events.sort(key=lambda pair: pair[0])
-            work, conflicts = apply_partition(self._store, partition, events, contexts, self._window, touched)
-            self.stats.conflicts += conflicts
+        works, conflicts = apply_partitions(self._store, parsed, contexts, self._window, touched)
+        self.stats.conflicts += conflicts
+        for work in works.values():
             dead.extend(work.dead)
             batch_counts.update(work.counts)
             ops.append(work)

@@ -107,7 +107,10 @@ class FeedbackEvent:
         position = raw.get("position")
         if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
             raise EventError("position: must be an integer >= 0")
-        return cls(
+        # Through ``__dict__``, as ``RequestContext.from_dict``: the consumer parses every event
+        # it polls, and the frozen ``__init__``'s ``object.__setattr__`` per field was a fifth of that.
+        ev = object.__new__(cls)
+        ev.__dict__.update(
             event_id=check_id("event_id", raw.get("event_id")),
             request_id=check_id("request_id", raw.get("request_id")),
             item_id=check_id("item_id", raw.get("item_id")),
@@ -116,6 +119,7 @@ class FeedbackEvent:
             ts=float(ts),
             position=position,
         )
+        return ev
 
     def encode(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -254,11 +258,26 @@ class RequestContext:
         """A context from ``encode``'s JSON object, decoded. The per-item maps and lists are taken
         as orjson gives them, without a conversion per element: ``encode`` wrote floats and ints
         that decode as such, and the consumer decodes every context a batch joins (element by
-        element, this was a quarter of its CPU in bench-consume)."""
-        return cls(
+        element, this was a quarter of its CPU in bench-consume).
+
+        The instance is filled in through its ``__dict__`` rather than the dataclass ``__init__``:
+        a frozen dataclass sets each of its 21 fields with ``object.__setattr__``, and that, with
+        the first read of ``namespace`` and ``counter_surfaces`` (``cached_property`` takes a lock
+        on Python 3.11), was half of a decode (bench-consume's py-spy profile). The values are the
+        ones ``__init__`` would get; ``RequestContext`` has no ``__post_init__`` to skip, and the
+        two cached properties are stored as ``cached_property`` would store them.
+
+        >>> ctx = RequestContext("r1", "home", "v1", [2], [1.0], {"a": (0.2, False)}, 0.0, arm="x/y")
+        >>> back = RequestContext.decode(ctx.encode())
+        >>> back == ctx, back.namespace, back.counter_surfaces
+        (True, 'v1@x/y', ('home', 'home@x/y'))
+        """
+        surface, version, arm = raw["surface"], raw["version"], str(raw.get("arm", ""))
+        ctx = object.__new__(cls)
+        ctx.__dict__.update(
             request_id=raw["request_id"],
-            surface=raw["surface"],
-            version=raw["version"],
+            surface=surface,
+            version=version,
             indices=raw["indices"],
             weights=raw["weights"],
             items={k: (v[0], v[1]) for k, v in raw["items"].items()},
@@ -272,12 +291,15 @@ class RequestContext:
             randomized=bool(raw.get("randomized", False)),
             curve=raw.get("curve", []),
             pool=int(raw.get("pool", -1)),
-            rewards=_bounds(raw.get("rewards", (0.0, 1.0))),
             groups=raw.get("groups", {}),
+            rewards=_bounds(raw.get("rewards", (0.0, 1.0))),
             explore_coin=bool(raw.get("explore_coin", False)),
             explore_p=float(raw.get("explore_p", -1.0)),
-            arm=str(raw.get("arm", "")),
+            arm=arm,
+            namespace=arm_namespace(version, arm) if arm else version,
+            counter_surfaces=(surface, arm_stats_key(surface, arm)) if arm else (surface,),
         )
+        return ctx
 
 
 def merge_decisions(values: Sequence[bytes]) -> bytes:

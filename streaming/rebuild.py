@@ -3,7 +3,7 @@
 Redis is a materialised view of Kafka. The ``decisions`` topic holds every served request's
 context (``RequestContext``, what the feedback joins to), and ``feedback`` every accepted event
 in the order the consumers applied it. Replaying both through the consumer's own rules
-(``streaming.consumer.apply_partition``: the same credits, the same per-partition watermarks,
+(``streaming.consumer.apply_partitions``: the same credits, the same per-partition watermarks,
 the same sums) gives the same statistics. There are two targets:
 
 - ``--suffix S``: beside the live namespaces, each version ``V`` rebuilt as ``V + S`` (an audit
@@ -66,7 +66,7 @@ import structlog
 from bandits.calibration import BINS
 from bandits.checks import FloatArray, IntArray
 from streaming.bus import Bus, Record, read_to_end
-from streaming.consumer import RETIRE_SLACK_S, apply_partition, update_trending
+from streaming.consumer import RETIRE_SLACK_S, apply_partitions, update_trending
 from streaming.events import (
     EventError,
     FeedbackEvent,
@@ -304,9 +304,10 @@ def _apply_chunk(
             parsed[rec.partition].append((rec.offset, ev))
             _note(report, ctx, ev.item_id)
     touched: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for partition, events in sorted(parsed.items()):
+    for events in parsed.values():
         events.sort(key=lambda pair: pair[0])
-        work, _ = apply_partition(store, partition, events, contexts, credit_ttl_s, touched)
+    works, _ = apply_partitions(store, dict(sorted(parsed.items())), contexts, credit_ttl_s, touched)
+    for work in works.values():
         report.counts.update(work.counts)
     update_trending(store, touched)
 

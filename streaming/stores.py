@@ -97,6 +97,21 @@ class Store(Protocol):
         """Apply each delta atomically, per the rules above; one result per delta."""
         ...
 
+    def read_state(
+        self, marks: Sequence[tuple[str, int, str]], pairs: Sequence[tuple[str, str, str]]
+    ) -> tuple[list[int], list[str]]:
+        """``watermarks`` of each (version, partition, item) and ``credits`` of each (version,
+        item, request id), in order, in one round trip (per node): a consumer batch's reads."""
+        ...
+
+    def apply_many(
+        self, batches: Sequence[tuple[str, int, Sequence[ItemDelta]]], credit_ttl_s: float
+    ) -> list[list[Applied]]:
+        """``apply`` of each (version, partition, deltas), in one round trip (per node) after
+        the versions are listed; one result list per batch. Each delta keeps the rules above
+        (atomic per item); nothing is atomic across batches, nor needs to be."""
+        ...
+
     def put_context(self, context: RequestContext, ttl_s: float) -> None: ...
 
     def get_contexts(self, request_ids: Sequence[str]) -> dict[str, RequestContext]:
@@ -398,6 +413,23 @@ class MemoryStore:
                 flags, expires = self._credits.get((version, item, request_id), ("", 0.0))
                 out[(item, request_id)] = flags if expires > now else ""
             return out
+
+    def read_state(
+        self, marks: Sequence[tuple[str, int, str]], pairs: Sequence[tuple[str, str, str]]
+    ) -> tuple[list[int], list[str]]:
+        now = time.monotonic()
+        with self._lock:
+            found = [self._marks.get((version, item), {}).get(partition, -1) for version, partition, item in marks]
+            flags = []
+            for key in pairs:
+                current, expires = self._credits.get(key, ("", 0.0))
+                flags.append(current if expires > now else "")
+        return found, flags
+
+    def apply_many(
+        self, batches: Sequence[tuple[str, int, Sequence[ItemDelta]]], credit_ttl_s: float
+    ) -> list[list[Applied]]:
+        return [self.apply(version, partition, deltas, credit_ttl_s) for version, partition, deltas in batches]
 
     def apply(self, version: str, partition: int, deltas: Sequence[ItemDelta], credit_ttl_s: float) -> list[Applied]:
         now = time.monotonic()

@@ -222,7 +222,7 @@ def test_a_rebuild_beside_the_live_namespace_equals_it_and_touches_nothing_live(
 def test_an_interrupted_rebuild_resumes_to_the_same_statistics(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded(world, n_requests=60, seed=2)
     v = world.topics.version
-    real_apply = world.empty.apply
+    real_apply = world.empty.apply_many
     calls = {"n": 0}
 
     def failing(*args: object, **kwargs: object) -> object:
@@ -231,10 +231,10 @@ def test_an_interrupted_rebuild_resumes_to_the_same_statistics(world: World, mon
             raise StoreUnavailable("the target went away mid-rebuild")
         return real_apply(*args, **kwargs)  # type: ignore[arg-type]  # pass-through
 
-    monkeypatch.setattr(world.empty, "apply", failing)
+    monkeypatch.setattr(world.empty, "apply_many", failing)
     with pytest.raises(StoreUnavailable):
         replay(world, world.empty, versions=[v], batch=40)
-    monkeypatch.setattr(world.empty, "apply", real_apply)
+    monkeypatch.setattr(world.empty, "apply_many", real_apply)
     # Partly written: a plain second run is refused, a resumed one finishes.
     with pytest.raises(RebuildRefused, match="--resume"):
         replay(world, world.empty, versions=[v])
