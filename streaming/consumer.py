@@ -70,6 +70,7 @@ from streaming.stores import TRENDING_KEEP, Applied, ItemDelta, Store, StoreUnav
 log = structlog.get_logger(__name__)
 
 FLAG = {"impression": "i", "click": "c", "reward": "r"}
+CREDITED = {kind: f"credited_{kind}" for kind in FLAG}  # the batch counter of each event type
 UNKNOWN_SURFACE = "_unknown"  # dead letters whose request context is gone
 # Beyond the attribution window, before an unserved version's statistics go: clock skew between
 # hosts and the time a consumer may hold a joined batch before applying it. The serving lease
@@ -137,31 +138,35 @@ def build_deltas(
     # (version, pseudo-item) → coordinate → [exposure, clicks]: the calibration's bins
     # (bandits/calibration.py) and the randomised slates' positions (bandits/position.py)
     calibration: dict[tuple[str, str], dict[int, list[float]]] = {}
+    # Bound once: this loop runs per event, and attribute lookups were a visible part of it.
+    counts, ops = work.counts, work.ops
     for offset, ev in events:
         ctx = contexts.get(ev.request_id)
-        if ctx is None or ev.item_id not in ctx.items:
+        served = None if ctx is None else ctx.items.get(ev.item_id)
+        if ctx is None or served is None:
             reason = "unknown_request" if ctx is None else "item_not_served"
             work.dead.append(DeadLetter(ev.item_id.encode(), ev.encode(), reason))
-            work.counts[f"dead_{reason}"] += 1
-            work.ops[(ctx.surface if ctx is not None else UNKNOWN_SURFACE, "dead")] += 1
+            counts[f"dead_{reason}"] += 1
+            ops[(ctx.surface if ctx is not None else UNKNOWN_SURFACE, "dead")] += 1
             continue
         key = (ctx.namespace, ev.item_id)
         if offset <= marks.get(key, -1):
-            work.counts["redelivered"] += 1
+            counts["redelivered"] += 1
             continue
         low_high = span.setdefault(key, [offset, offset])
         low_high[1] = offset
-        pending = new_credits[key].get(ev.request_id, "")
+        item_credits = new_credits[key]
+        pending = item_credits.get(ev.request_id, "")
         have = credited.get((ctx.namespace, ev.item_id, ev.request_id), "") + pending
         flag = FLAG[ev.type]
         # One outcome per served item: its first click or reward. A click and a reward on the
         # same item would otherwise teach two outcomes, and no sequence of valid feedback on one
         # request may move an item more than one outcome at the surface's top reward.
         if flag in have or (flag in "cr" and ("c" in have or "r" in have)):
-            work.counts["duplicate"] += 1
+            counts["duplicate"] += 1
             continue
         gained = flag if flag == "i" or "i" in have else flag + "i"
-        prior = ctx.items[ev.item_id][0]
+        prior, explored = served
         e = ctx.exam.get(ev.item_id, 1.0)
         if ev.position is not None and ctx.curve:
             # The client re-ordered the slate: weigh by where it really showed the item.
@@ -179,14 +184,12 @@ def build_deltas(
         rows.append((key, ctx, e * e if impression else 0.0, b_factor if ctx.learn else 0.0))
         if ctx.pool >= 0 and ctx.learn:
             work.pools[key] = ctx.pool
-        raw = ctx.raw.get(ev.item_id)
         pseudo: list[tuple[str, int, float]] = []  # (pseudo-item, coordinate, exposure)
-        if raw is not None:
+        if ctx.raw and (raw := ctx.raw.get(ev.item_id)) is not None:
             # Group-major coordinates: the calibration's map per popularity group.
             coord = ctx.groups.get(ev.item_id, 0) * BINS + bin_index(raw)
             pseudo.append((calibration_item(ctx.surface), coord, e))
-        position = ctx.positions.get(ev.item_id)
-        if ctx.randomized and position is not None:
+        if ctx.randomized and (position := ctx.positions.get(ev.item_id)) is not None:
             pseudo.append((examination_item(ctx.surface), position, 1.0))
         for name, coord, exposure in pseudo:
             pseudo_key = (ctx.namespace, name)
@@ -196,23 +199,22 @@ def build_deltas(
                 cell = calibration.setdefault(pseudo_key, {}).setdefault(coord, [0.0, 0.0])
                 cell[0] += exposure if impression else 0.0
                 cell[1] += 1.0 if flag == "c" else 0.0
-        new_credits[key][ev.request_id] = pending + gained
-        work.counts[f"credited_{ev.type}"] += 1
+        item_credits[ev.request_id] = pending + gained
+        counts[CREDITED[ev.type]] += 1
         work.surface_ts.append((ctx.surface, ev.ts))
-        slot = "explored" if ctx.items[ev.item_id][1] else "exploited"
-        age = ctx.ages.get(ev.item_id)
+        age = ctx.ages.get(ev.item_id) if ctx.ages else None
         fresh = age is not None and age < FRESH_AGE_S
         for surface in ctx.counter_surfaces:  # its surface's, and its experiment arm's
             if impression:
-                work.ops[(surface, f"imp_{slot}")] += 1
+                ops[(surface, "imp_explored" if explored else "imp_exploited")] += 1
                 if age is not None:
-                    work.ops[(surface, age_bucket(age))] += 1
+                    ops[(surface, age_bucket(age))] += 1
                 if fresh:
-                    work.ops[(surface, "imp_fresh")] += 1
+                    ops[(surface, "imp_fresh")] += 1
             if flag == "c":
-                work.ops[(surface, f"clk_{slot}")] += 1
+                ops[(surface, "clk_explored" if explored else "clk_exploited")] += 1
                 if fresh:
-                    work.ops[(surface, "clk_fresh")] += 1
+                    ops[(surface, "clk_fresh")] += 1
         if impression and fresh:
             # Per bundle version, arms included: "fresh items reaching 50" is the surface's
             # count, and an item shown 40 times in each of two arms has reached it.

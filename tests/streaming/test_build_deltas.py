@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.consumer import build_deltas
+from streaming.consumer import apply_partitions, build_deltas
 from streaming.events import FeedbackEvent, RequestContext
+from streaming.stores import MemoryStore
 
 CTX = RequestContext("r1", "home", "v1", [2, 5], [0.8, 0.2], {"a": (0.25, False), "b": (0.1, True)}, 0.0)
 
@@ -237,3 +240,22 @@ def test_an_experiment_arms_feedback_goes_to_its_namespace_and_is_counted_twice(
     assert again.counts["duplicate"] == 1
     plain = build_deltas([(2, ev("click"))], {"r1": arm}, {}, {("v1", "a", "r1"): "ic"})
     assert plain.counts["credited_click"] == 1
+
+
+def test_an_item_in_two_partitions_of_one_batch_is_credited_once() -> None:
+    """The batch's state is read once for all partitions (``apply_partitions``): an item whose
+    events reach two partitions (the topic was repartitioned) must still see the credits the
+    first partition wrote, as it did applied partition by partition. And a redelivery of the
+    whole batch changes nothing."""
+    store = MemoryStore()
+    parsed = {0: [(3, ev("impression", eid="e1"))], 1: [(8, ev("impression", eid="e2")), (9, ev("click", eid="e3"))]}
+    touched: dict[tuple[str, int], set[str]] = defaultdict(set)
+    works, conflicts = apply_partitions(store, parsed, {"r1": CTX}, 60.0, touched)
+    assert conflicts == 0
+    assert works[0].counts["credited_impression"] == 1 and works[1].counts["duplicate"] == 1
+    w2, b = store.gather("v1", ["a"], np.array([2, 5]))
+    assert w2[0].tolist() == pytest.approx([0.64, 0.04])  # one impression, not two
+    assert b[0].tolist() == pytest.approx([0.8 * 0.75, 0.2 * 0.75])
+    again, _ = apply_partitions(store, parsed, {"r1": CTX}, 60.0, touched)
+    assert again[0].counts["redelivered"] == 1 and again[1].counts["redelivered"] == 2
+    assert store.gather("v1", ["a"], np.array([2, 5]))[0][0].tolist() == pytest.approx([0.64, 0.04])

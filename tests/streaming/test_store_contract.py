@@ -413,3 +413,38 @@ def test_the_embedded_store_expires_buckets_after_their_last_write() -> None:
     now[0] += 86400
     store.incr_stats([("other", 8, "req", 1)])
     assert store.read_stats("s@x/a", [0]) == [{}]
+
+
+def test_a_batch_reads_every_partitions_marks_and_credits_at_once(store: Store, version: str) -> None:
+    other = version + "-b"
+    store.apply(version, 0, [delta("a", 4, [0], [1.0], [0.0], credits={"r1": "ic"})], TTL)
+    store.apply(other, 2, [delta("b", 9, [0], [1.0], [0.0], credits={"r2": "i"})], TTL)
+    marks, flags = store.read_state(
+        [(version, 0, "a"), (version, 1, "a"), (other, 2, "b"), (other, 2, "a"), (version, 0, "~om:calibration:x")],
+        [(version, "a", "r1"), (other, "b", "r2"), (version, "b", "r2"), (other, "a", "r1")],
+    )
+    assert marks == [4, -1, 9, -1, -1]
+    assert sorted(flags[0]) == ["c", "i"] and flags[1:] == ["i", "", ""]
+    assert store.read_state([], []) == ([], [])
+
+
+def test_a_redelivered_multi_partition_apply_changes_nothing_twice(store: Store, version: str) -> None:
+    """``apply_many``: several partitions and versions in one call, each delta by the same rules."""
+    other = version + "-b"
+    batches = [
+        (version, 0, [delta("a", 7, [0], [1.0], [0.5], credits={"r1": "i"}), delta("b", 3, [1], [2.0], [1.0])]),
+        (version, 1, [delta("c", 5, [0, 2], [0.5, 0.5], [0.25, -0.25], low=2)]),
+        (other, 1, [delta("a", 5, [0], [4.0], [4.0])]),
+    ]
+    applied = store.apply_many(batches, TTL)
+    assert applied == [[Applied.APPLIED] * 2, [Applied.APPLIED], [Applied.APPLIED]]
+    assert store.apply_many(batches, TTL) == [[Applied.DUPLICATE] * 2, [Applied.DUPLICATE], [Applied.DUPLICATE]]
+    # A range partly applied is a conflict and changes nothing, beside batches that apply.
+    again = [(version, 1, [delta("c", 9, [0], [9.0], [9.0], low=4)]), (version, 2, [delta("a", 1, [0], [1.0], [0.0])])]
+    assert store.apply_many(again, TTL) == [[Applied.CONFLICT], [Applied.APPLIED]]
+    w2, b = store.gather(version, ["a", "b", "c"], np.array([0, 1, 2]))
+    np.testing.assert_allclose(w2, [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.0, 0.5]])
+    np.testing.assert_allclose(b, [[0.5, 0.0, 0.0], [0.0, 1.0, 0.0], [0.25, 0.0, -0.25]])
+    assert store.gather(other, ["a"], np.array([0]))[0].tolist() == [[4.0]]
+    assert store.credits(version, [("a", "r1")]) == {("a", "r1"): "i"}
+    assert version in store.stats_versions() and other in store.stats_versions()
