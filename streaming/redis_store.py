@@ -74,7 +74,7 @@ key                                                type    value                
   ``om:{items}:seq`` beside the statistics, so a replica notices a change with no extra
   round trip and catches up (``items_since``) before it serves.
 - **Redis Cluster** (``RedisStore`` with a ``RedisCluster`` client). Scripts are single-slot,
-  so the apply and rate-limit scripts run once per item or subject, pipelined per node. Two
+  so the apply, batch-read and rate-limit scripts run once per item or subject, pipelined per node. Two
   writes span slots and lose their atomicity there: ``put_surface`` (settings and change log:
   the log is written first, so the audit never misses a change that landed) and a retirement's
   ``UNLINK`` batches (the mark is checked just before each batch, not inside it: a batch may
@@ -388,9 +388,10 @@ def _text(value: bytes | str | None) -> str:
 class RedisStore:
     """``Store`` on a standalone Redis or a Redis Cluster.
 
-    In a cluster, every script runs on one slot: the apply script once per item (its keys share
-    the ``{item_id}`` tag), the rate-limit script once per subject; the calls are pipelined per
-    node, so a batch costs one round trip per node, not per item. Multi-key reads go through
+    In a cluster, every script runs on one slot: the apply and batch-read (``read_state``) scripts
+    once per item (their keys share the ``{item_id}`` tag), the rate-limit script once per
+    subject; the calls are pipelined per node, so a batch costs one round trip per node, not per
+    item. Multi-key reads go through
     ``mget_nonatomic`` (one ``MGET`` per slot, pipelined per node): they need no atomicity
     across items. With ``wait_replicas`` > 0, each node's apply pipeline ends in ``WAIT``, and an
     apply that fewer replicas acknowledged raises ``StoreUnavailable``: the consumer then retries
