@@ -27,16 +27,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(ServiceUnavailable):
+    """Another process answers on the port a service was started on: ``free_port`` hands out a
+    port that is free *now*, and a process started beside the tests (another test's server, a
+    benchmark) may bind it first. The service then exits, and a client would talk to the other."""
+
+
+def _owns(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on loopback ``port``; None where
+    ``/proc`` cannot say (not Linux)."""
+    try:
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    # local address "ADDR:PORT" in hex, state 0A = LISTEN, inode is field 9
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                        listening.add(f"socket:[{fields[9]}]")
+        fds = os.listdir(f"/proc/{pid}/fd")
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") in listening for fd in fds)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 15.0) -> None:
+    """Until ``proc`` itself listens on ``port``. A connection alone is not proof: another process
+    may hold the port (``PortTaken``, raised once ``proc`` has exited)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                pass
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise ServiceUnavailable(f"{what} did not start on port {port}") from None
             time.sleep(0.05)
+            continue
+        if _owns(proc.pid, port) is not False:
+            return
+        if proc.poll() is not None:
+            raise PortTaken(f"{what}: port {port} is held by another process")
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"{what} did not start on port {port} (another process answers there)")
+        time.sleep(0.05)
 
 
 class RedisServer:
@@ -51,6 +85,9 @@ class RedisServer:
             raise ServiceUnavailable("redis-server not found (Debian package redis-server; `make test` installs it)")
         self.binary = binary
         self.port = port or free_port()
+        # A port we picked may move once, at the first start, if another process took it first;
+        # a restart keeps its port (clients hold the URL).
+        self._may_move = port is None
         self.workdir = tempfile.mkdtemp(prefix="om-redis-")
         self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,14 +98,22 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
-             "--dir", self.workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, self.proc, "redis-server")
-        return self
+        for _attempt in range(3 if self._may_move else 1):
+            self.proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
+                 "--dir", self.workdir],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                wait_for_port(self.port, self.proc, "redis-server")
+                self._may_move = False
+                return self
+            except PortTaken:
+                if not self._may_move:
+                    raise
+                self.port = free_port()
+        raise ServiceUnavailable("redis-server: every port tried was taken by another process")
 
     def restart(self) -> None:
         """SIGTERM, wait for the exit, start again on the same port and directory (with
@@ -246,15 +291,20 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> Broker:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, self.proc, "tansu broker")
-        return self
+        for _attempt in range(3):  # a new free port when another process took this one first
+            url = f"tcp://127.0.0.1:{self.port}"
+            self.proc = subprocess.Popen(
+                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                wait_for_port(self.port, self.proc, "tansu broker")
+                return self
+            except PortTaken:
+                self.port = free_port()
+        raise ServiceUnavailable("tansu broker: every port tried was taken by another process")
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): clients time out as in a network partition; its
