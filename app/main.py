@@ -311,7 +311,8 @@ class Observe:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
+            # The template as the spec writes it ("{item_id}", not "{item_id:path}"): the metric label.
+            path = getattr(scope.get("route"), "path_format", "unmatched")
             elapsed = time.perf_counter() - start
             svc: Services | None = getattr(scope["app"].state, "services", None)
             if svc is not None:

@@ -308,7 +308,7 @@ async def _change(svc: Services, fn: Any, *args: Any) -> ItemStateOut | JSONResp
 
 
 @router.put(
-    "/v1/items/{item_id}",
+    "/v1/items/{item_id:path}",
     response_model=ItemStateOut,
     operation_id="put_item",
     tags=["catalogue"],
@@ -329,7 +329,7 @@ async def put_item(
 
 
 @router.delete(
-    "/v1/items/{item_id}",
+    "/v1/items/{item_id:path}",
     response_model=ItemStateOut,
     operation_id="delete_item",
     tags=["catalogue"],
@@ -341,7 +341,7 @@ async def delete_item(item_id: Annotated[Id, Path()], svc: ServicesDep, who: Edi
 
 
 @router.get(
-    "/v1/items/{item_id}",
+    "/v1/items/{item_id:path}",
     response_model=ItemStateOut,
     operation_id="get_item",
     tags=["catalogue"],
