@@ -30,7 +30,7 @@ def explored_cold_share(client: TestClient, world: World, lam_cold: float) -> fl
 def test_cold_items_take_the_exploration_slots_when_their_prior_is_worth_little(
     client: TestClient, world: World
 ) -> None:
-    # At the default lam_cold (0.1) a cold item's bonus is ~3x a warm one's: every exploration
+    # At lam_cold 0.1 a cold item's bonus is ~3x a warm one's: every exploration
     # slot is cold. At the process's lam (1) the bonus is the same for both and the priors
     # decide (0.65 measured).
     assert explored_cold_share(client, world, 0.1) == 1.0

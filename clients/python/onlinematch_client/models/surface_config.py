@@ -26,7 +26,7 @@ class SurfaceConfig:
         fold_in_weight (float | Unset):  Default: 1.0.
         fresh_per_request (int | Unset):  Default: 20.
         fresh_slots (int | Unset):  Default: 1.
-        lam_cold (float | Unset):  Default: 0.1.
+        lam_cold (float | Unset):  Default: 1.0.
         lam_pool (float | Unset):  Default: 4.0.
         policy (SurfaceConfigPolicy | Unset):  Default: SurfaceConfigPolicy.DIAG_LINUCB.
         pooled (bool | Unset):  Default: True.
@@ -49,7 +49,7 @@ class SurfaceConfig:
     fold_in_weight: float | Unset = 1.0
     fresh_per_request: int | Unset = 20
     fresh_slots: int | Unset = 1
-    lam_cold: float | Unset = 0.1
+    lam_cold: float | Unset = 1.0
     lam_pool: float | Unset = 4.0
     policy: SurfaceConfigPolicy | Unset = SurfaceConfigPolicy.DIAG_LINUCB
     pooled: bool | Unset = True
