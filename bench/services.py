@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,6 +73,24 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s
         time.sleep(0.05)
 
 
+def start_owned(
+    launch: Callable[[int], subprocess.Popen[bytes]], port: int, what: str, tries: int = 3
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``launch(port)`` until its own process listens (``wait_for_port``), on a new free port each
+    time another process took the one tried (``PortTaken``), at most ``tries`` times; the process
+    and its port."""
+    while True:
+        proc = launch(port)
+        try:
+            wait_for_port(port, proc, what)
+            return proc, port
+        except PortTaken:
+            tries -= 1
+            if tries <= 0:
+                raise
+            port = free_port()
+
+
 class RedisServer:
     """A real redis-server on a loopback port; restartable, and freezable to simulate a partition.
 
@@ -98,22 +116,17 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
-        for _attempt in range(3 if self._may_move else 1):
-            self.proc = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
-                 "--dir", self.workdir],
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof, "--dir", self.workdir],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            try:
-                wait_for_port(self.port, self.proc, "redis-server")
-                self._may_move = False
-                return self
-            except PortTaken:
-                if not self._may_move:
-                    raise
-                self.port = free_port()
-        raise ServiceUnavailable("redis-server: every port tried was taken by another process")
+            )
+
+        self.proc, self.port = start_owned(launch, self.port, "redis-server", 3 if self._may_move else 1)
+        self._may_move = False
+        return self
 
     def restart(self) -> None:
         """SIGTERM, wait for the exit, start again on the same port and directory (with
@@ -291,20 +304,17 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> Broker:
-        for _attempt in range(3):  # a new free port when another process took this one first
-            url = f"tcp://127.0.0.1:{self.port}"
-            self.proc = subprocess.Popen(
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            url = f"tcp://127.0.0.1:{port}"
+            return subprocess.Popen(
                 [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            try:
-                wait_for_port(self.port, self.proc, "tansu broker")
-                return self
-            except PortTaken:
-                self.port = free_port()
-        raise ServiceUnavailable("tansu broker: every port tried was taken by another process")
+
+        self.proc, self.port = start_owned(launch, self.port, "tansu broker")
+        return self
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): clients time out as in a network partition; its
