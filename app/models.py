@@ -222,6 +222,7 @@ class SurfaceUpdate(BaseModel):
     position_aware: bool | None = None
     position_randomization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     fresh_per_request: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
+    fresh_graduate: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
     popular_per_request: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_integral)] | None = None
     trending_per_request: Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)] | None = None
     fold_in_clicks: Annotated[int, Field(ge=0, le=50), BeforeValidator(_integral)] | None = None

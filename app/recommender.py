@@ -22,6 +22,7 @@ import structlog
 
 from app.calibrations import Calibrations, ExaminationCurves
 from app.catalogue import LiveCatalogue, LiveView
+from app.fresh import FreshPool
 from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
@@ -268,6 +269,7 @@ def candidate_rows(
     rng: np.random.Generator | None = None,
     popular_per_request: int = 0,
     trending: IntArray | None = None,
+    fresh: IntArray | None = None,
 ) -> IntArray:
     """The candidate graph's rows for the active clusters plus the fresh pool, deduplicated.
 
@@ -277,9 +279,12 @@ def candidate_rows(
     can be most of a catalogue (every item with few training impressions), and scoring all of
     it made each request slow and its slate mostly items known by their features alone. The
     draw is the exploration budget; prior and bonus then decide which of them are shown.
+    ``fresh`` is the pool to draw from (default: the bundle's; ``app/fresh.py`` takes out the
+    items that graduated online).
     """
     graph = bundle.arrays["graph"][context.indices].ravel()
-    fresh = bundle.arrays["fresh"]
+    if fresh is None:
+        fresh = bundle.arrays["fresh"]
     if fresh_per_request is not None and len(fresh) > fresh_per_request:
         fresh = (rng or np.random.default_rng()).choice(fresh, size=fresh_per_request, replace=False)
     parts = [graph, fresh]
@@ -386,6 +391,7 @@ class Recommender:
         self._examination = ExaminationCurves(store)
         self._trending = Trending(store)
         self._catalogue = LiveCatalogue(store)
+        self._fresh = FreshPool()
         self._featureless: tuple[str, FloatArray | None] | None = None
         self._popularity: tuple[str, IntArray, npt.NDArray[np.bool_]] | None = None
         self._breaker = Breaker(settings.store_cool_off_s)
@@ -431,6 +437,7 @@ class Recommender:
             rng,
             config.popular_per_request,
             trending_rows,
+            self._fresh.eligible(namespace, bundle.arrays["fresh"]),
         )
         # id → bundle row (-1: not in the bundle), in candidate order: the rows are known here,
         # so scoring need not look each id up again (a dictionary probe per candidate into a
@@ -488,6 +495,18 @@ class Recommender:
         in_bundle = known >= 0
         cold[in_bundle] = self._item_classes(bundle)[1][known[in_bundle]]
         return np.where(cold, config.lam_cold, self._s.lam)
+
+    def _graduate(self, bundle: Bundle, namespace: str, config: SurfaceConfig, known: IntArray, w2: FloatArray) -> None:
+        """Tell the fresh pool (``app/fresh.py``) the evidence this request read on its items of
+        the bundle's pool: the pool coordinate's ``Σ w²`` (the last column) when pooled, else the
+        request's clusters' summed."""
+        cold = self._item_classes(bundle)[1]
+        at = np.flatnonzero(known >= 0)
+        at = at[cold[known[at]]]
+        if not len(at):
+            return
+        evidence = w2[at, -1] if config.pooled else w2[at].sum(axis=1)
+        self._fresh.observe(namespace, len(cold), known[at], evidence, config.fresh_graduate)
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
         """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
@@ -581,6 +600,8 @@ class Recommender:
             index = bundle.item_index
             known = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
         mask = known >= 0
+        if "statistics_unavailable" not in reasons:  # zeros then, not evidence
+            self._graduate(bundle, namespace, config, known, w2)
         live = np.full(len(ids), -1, dtype=np.int64)
         if len(view.ids) and not mask.all():
             outside = np.flatnonzero(~mask)
@@ -691,8 +712,10 @@ class Recommender:
     def learnt_model(self, surface: str, k: int = 10) -> dict[str, object]:
         """What the surface has learnt beside the item statistics: its examination curve (from
         randomised slates), its calibration (raw prior → top-slot click probability) and the
-        version's top trending items (``app/trending.py``)."""
-        version = self._bundles.current.version
+        version's top trending items (``app/trending.py``); the bundle's fresh pool and how many
+        of it graduated on this process's reads (``app/fresh.py``)."""
+        bundle = self._bundles.current
+        version = bundle.version
         curve, impressions = self._examination.estimate(version, surface, k)
         calibrated, exposure = self._calibration.curve(version, surface)
         try:
@@ -706,6 +729,8 @@ class Recommender:
             "calibration_click_rate": [round(float(x), 5) for x in calibrated],
             "calibration_exposure": round(exposure, 1),
             "trending": trending,
+            "fresh_pool": len(bundle.arrays["fresh"]),
+            "fresh_graduated": self._fresh.graduated(version),
         }
 
     def _limit(self, events: Sequence[FeedbackEvent], known: dict[str, RequestContext] | None, client: str) -> None:

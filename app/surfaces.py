@@ -53,6 +53,9 @@ class SurfaceConfig(BaseModel):
     position_randomization: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
     # Retrieval mode: at most this many items of the bundle's fresh pool join each request.
     fresh_per_request: int = Field(20, ge=0, le=1000)
+    # An item of that pool leaves it (graduates) once its item-level evidence, in top-slot
+    # impressions' worth, reaches this (app/fresh.py): the draw then reaches items nobody knows.
+    fresh_graduate: float = Field(10.0, gt=0, le=1e6, allow_inf_nan=False)
     # Retrieval mode: the bundle's most popular items (recency-weighted) that join each request.
     popular_per_request: int = Field(50, ge=0, le=1000)
     # Retrieval mode: the items trending now (doing far better than their priors, learnt from

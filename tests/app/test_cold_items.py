@@ -1,12 +1,19 @@
 """Cold items (the bundle's fresh pool) read their pooled residual with the surface's ``lam_cold``
-(``Recommender._lam0``): their prior is worth less, so their bonus is wider."""
+(``Recommender._lam0``): their prior is worth less, so their bonus is wider. Once the statistics
+know one (``fresh_graduate``), it leaves the fresh draw (``app/fresh.py``)."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
 
+from app.fresh import FreshPool
+from app.recommender import candidate_rows, sparse_context
 from bandits.world import World
+from offline.bundle import load_current
 from tests.app.conftest import auth
 
 
@@ -40,3 +47,56 @@ def test_cold_items_take_the_exploration_slots_when_their_prior_is_worth_little(
 def test_lam_cold_is_validated(client: TestClient) -> None:
     r = client.put("/v1/admin/surfaces/cold", json={"lam_cold": 0.0}, headers=auth())
     assert r.status_code == 422 and "lam_cold" in r.text
+
+
+def test_an_item_leaves_the_fresh_pool_once_its_evidence_reaches_fresh_graduate(
+    client: TestClient, world: World, bundle_dir: Path
+) -> None:
+    # Impressions at the top slot, each one top-slot impression's worth of evidence on the
+    # pool coordinate; three reach fresh_graduate 3, and the next read of the item graduates it.
+    surface = {"calibrate": False, "position_randomization": 0.0, "explore_traffic": 0.0, "fresh_graduate": 3.0}
+    assert client.put("/v1/admin/surfaces/default", json=surface, headers=auth()).status_code == 200
+    row = int(world.fresh_items[0])
+    item = f"item-{row}"
+
+    def graduated() -> int:
+        learnt = client.get("/v1/admin/stats", headers=auth()).json()["surfaces"]["default"]["learnt"]
+        assert learnt["fresh_pool"] == len(world.fresh_items)
+        return int(learnt["fresh_graduated"])
+
+    def show(n: int) -> None:
+        rec = client.post("/v1/recommend", json={"user_id": f"user-{n}", "k": 1, "candidates": [item]}).json()
+        assert rec["items"][0]["item_id"] == item and not rec["degraded"]
+        event = {"request_id": rec["request_id"], "item_id": item, "ts": time.time(), "type": "impression"}
+        assert client.post("/v1/feedback", json={"events": [{**event, "event_id": f"g-{n}"}]}).status_code == 202
+
+    for n in range(2):
+        show(n)
+    time.sleep(0.5)
+    show(2)  # reads 2 impressions' evidence: still below 3
+    assert graduated() == 0
+    deadline = time.monotonic() + 20
+    n = 3
+    while graduated() == 0:  # the consumer applies in the background
+        assert time.monotonic() < deadline, "the item never graduated"
+        show(n)
+        n += 1
+        time.sleep(0.1)
+    assert graduated() == 1
+
+    # The fresh draw no longer holds it: with a budget of all but one, the draw takes the rest.
+    bundle = load_current(bundle_dir)
+    pool = FreshPool()
+    assert pool.observe(bundle.version, len(bundle.item_index), np.array([row]), np.array([3.0]), 3.0) == 1
+    eligible = pool.eligible(bundle.version, bundle.arrays["fresh"])
+    assert row not in eligible.tolist() and len(eligible) == len(world.fresh_items) - 1
+    _, context = sparse_context(bundle, "user-0")
+    drawn = candidate_rows(bundle, context, len(eligible), np.random.default_rng(0), fresh=eligible)
+    assert set(eligible.tolist()) <= set(drawn.tolist())
+    graph = set(bundle.arrays["graph"][context.indices].ravel().tolist())
+    assert row in graph or row not in drawn.tolist()
+
+
+def test_fresh_graduate_is_validated(client: TestClient) -> None:
+    r = client.put("/v1/admin/surfaces/cold", json={"fresh_graduate": 0}, headers=auth())
+    assert r.status_code == 422 and "fresh_graduate" in r.text

@@ -24,6 +24,7 @@ class SurfaceConfig:
         explore_traffic (float | Unset):  Default: 0.05.
         fold_in_clicks (int | Unset):  Default: 50.
         fold_in_weight (float | Unset):  Default: 1.0.
+        fresh_graduate (float | Unset):  Default: 10.0.
         fresh_per_request (int | Unset):  Default: 20.
         fresh_slots (int | Unset):  Default: 1.
         lam_cold (float | Unset):  Default: 1.0.
@@ -47,6 +48,7 @@ class SurfaceConfig:
     explore_traffic: float | Unset = 0.05
     fold_in_clicks: int | Unset = 50
     fold_in_weight: float | Unset = 1.0
+    fresh_graduate: float | Unset = 10.0
     fresh_per_request: int | Unset = 20
     fresh_slots: int | Unset = 1
     lam_cold: float | Unset = 1.0
@@ -77,6 +79,8 @@ class SurfaceConfig:
         fold_in_clicks = self.fold_in_clicks
 
         fold_in_weight = self.fold_in_weight
+
+        fresh_graduate = self.fresh_graduate
 
         fresh_per_request = self.fresh_per_request
 
@@ -125,6 +129,8 @@ class SurfaceConfig:
             field_dict["fold_in_clicks"] = fold_in_clicks
         if fold_in_weight is not UNSET:
             field_dict["fold_in_weight"] = fold_in_weight
+        if fresh_graduate is not UNSET:
+            field_dict["fresh_graduate"] = fresh_graduate
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -173,6 +179,8 @@ class SurfaceConfig:
 
         fold_in_weight = d.pop("fold_in_weight", UNSET)
 
+        fresh_graduate = d.pop("fresh_graduate", UNSET)
+
         fresh_per_request = d.pop("fresh_per_request", UNSET)
 
         fresh_slots = d.pop("fresh_slots", UNSET)
@@ -213,6 +221,7 @@ class SurfaceConfig:
             explore_traffic=explore_traffic,
             fold_in_clicks=fold_in_clicks,
             fold_in_weight=fold_in_weight,
+            fresh_graduate=fresh_graduate,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_cold=lam_cold,

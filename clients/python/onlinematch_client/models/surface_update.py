@@ -24,6 +24,7 @@ class SurfaceUpdate:
         explore_traffic (float | None | Unset):
         fold_in_clicks (int | None | Unset):
         fold_in_weight (float | None | Unset):
+        fresh_graduate (float | None | Unset):
         fresh_per_request (int | None | Unset):
         fresh_slots (int | None | Unset):
         lam_cold (float | None | Unset):
@@ -47,6 +48,7 @@ class SurfaceUpdate:
     explore_traffic: float | None | Unset = UNSET
     fold_in_clicks: int | None | Unset = UNSET
     fold_in_weight: float | None | Unset = UNSET
+    fresh_graduate: float | None | Unset = UNSET
     fresh_per_request: int | None | Unset = UNSET
     fresh_slots: int | None | Unset = UNSET
     lam_cold: float | None | Unset = UNSET
@@ -109,6 +111,12 @@ class SurfaceUpdate:
             fold_in_weight = UNSET
         else:
             fold_in_weight = self.fold_in_weight
+
+        fresh_graduate: float | None | Unset
+        if isinstance(self.fresh_graduate, Unset):
+            fresh_graduate = UNSET
+        else:
+            fresh_graduate = self.fresh_graduate
 
         fresh_per_request: int | None | Unset
         if isinstance(self.fresh_per_request, Unset):
@@ -209,6 +217,8 @@ class SurfaceUpdate:
             field_dict["fold_in_clicks"] = fold_in_clicks
         if fold_in_weight is not UNSET:
             field_dict["fold_in_weight"] = fold_in_weight
+        if fresh_graduate is not UNSET:
+            field_dict["fresh_graduate"] = fresh_graduate
         if fresh_per_request is not UNSET:
             field_dict["fresh_per_request"] = fresh_per_request
         if fresh_slots is not UNSET:
@@ -313,6 +323,15 @@ class SurfaceUpdate:
             return cast(float | None | Unset, data)
 
         fold_in_weight = _parse_fold_in_weight(d.pop("fold_in_weight", UNSET))
+
+        def _parse_fresh_graduate(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        fresh_graduate = _parse_fresh_graduate(d.pop("fresh_graduate", UNSET))
 
         def _parse_fresh_per_request(data: object) -> int | None | Unset:
             if data is None:
@@ -448,6 +467,7 @@ class SurfaceUpdate:
             explore_traffic=explore_traffic,
             fold_in_clicks=fold_in_clicks,
             fold_in_weight=fold_in_weight,
+            fresh_graduate=fresh_graduate,
             fresh_per_request=fresh_per_request,
             fresh_slots=fresh_slots,
             lam_cold=lam_cold,
