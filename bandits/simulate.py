@@ -40,7 +40,9 @@ class PolicyAgent:
     def of(
         cls, policy: Policy[Any], world: World, seed: int, explore_slots: int = 1, explore_traffic: float = 1.0
     ) -> PolicyAgent:
-        state = policy.init_state(world.config.n_items, world.dim)
+        # A pooled policy (``bandits/pooled.py``) keeps its pool coordinate after the clusters'.
+        pooled = getattr(getattr(policy, "config", None), "lam_pool", None) is not None
+        state = policy.init_state(world.config.n_items, world.dim + int(pooled))
         return cls(policy, state, np.random.default_rng(seed), explore_slots, explore_traffic)
 
     def act(self, t: int, context: SparseContext, items: IntArray, prior: FloatArray, k: int) -> IntArray:
