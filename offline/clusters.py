@@ -7,6 +7,9 @@ clusters plus the fresh-item pool (DESIGN flow 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
 from bandits.checks import FloatArray, IntArray
@@ -93,3 +96,92 @@ def fresh_pool(
     young = np.nan_to_num(now - created_at, nan=np.inf) < max_age_s
     unseen = impressions < max_impressions
     return np.flatnonzero(young | unseen).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class GraphRecall:
+    """How the candidate graph retrieves on a holdout, at one width: mean Recall of the graph
+    rows of each user's ``k_nearest`` clusters (``recall``), mean Recall of the model's exact
+    top-n for the same n per user (``exact``), and the mean n (``candidates``)."""
+
+    width: int
+    recall: float
+    exact: float
+    candidates: float
+
+    @property
+    def ratio(self) -> float:
+        return self.recall / self.exact if self.exact > 0 else 1.0
+
+
+def graph_recall(
+    graph: IntArray,
+    centroids: FloatArray,
+    k_nearest: int,
+    user_emb: FloatArray,
+    scores: FloatArray,
+    relevant: list[set[int]],
+    seen: list[set[int]],
+    widths: Sequence[int],
+) -> list[GraphRecall]:
+    """The graph's holdout recall at each of ``widths`` (each at most ``graph.shape[1]``: a
+    narrower graph is the first columns of a wider one, both best first), against the exact
+    top-n of ``scores`` (U, n_items) with the same n per user.
+
+    ``user_emb`` (U, dim) are the holdout users' embeddings and ``centroids`` (C, dim) unit
+    vectors: a user's clusters are her ``k_nearest`` by cosine, as serving picks them
+    (``app.recommender.sparse_context``). Items in ``seen`` count neither as candidates nor as
+    hits, as in ``offline.two_tower.recall_at_k``.
+
+    >>> g = np.array([[0, 1], [2, 3]])
+    >>> c = np.eye(2)
+    >>> r = graph_recall(g, c, 1, np.array([[1.0, 0.0]]), np.array([[0.9, 0.1, 0.8, 0.0]]), [{0, 2}], [set()], [1, 2])
+    >>> [(x.width, x.recall, x.exact, x.candidates) for x in r]  # her cluster's row lacks item 2
+    [(1, 0.5, 0.5, 1.0), (2, 0.5, 1.0, 2.0)]
+    """
+    unit = user_emb / np.maximum(np.linalg.norm(user_emb, axis=1, keepdims=True), 1e-12)
+    k = min(k_nearest, len(centroids))
+    near = np.argpartition(-(unit @ centroids.T), k - 1, axis=1)[:, :k]
+    sums = {w: [0.0, 0.0, 0.0] for w in widths}
+    counted = 0
+    for u, (rel, skip) in enumerate(zip(relevant, seen, strict=True)):
+        if not rel:
+            continue
+        counted += 1
+        row = scores[u].copy()
+        if skip:
+            row[list(skip)] = -np.inf
+        top_n = min(k * max(widths), len(row))  # no user has more candidates than this
+        order = np.argpartition(-row, top_n - 1)[:top_n]
+        order = order[np.argsort(-row[order], kind="stable")]
+        for w in widths:
+            cands = set(graph[near[u], :w].ravel().tolist()) - skip
+            n = len(cands)
+            top = set(order[:n].tolist())
+            acc = sums[w]
+            acc[0] += len(rel & cands) / len(rel)
+            acc[1] += len(rel & top) / len(rel)
+            acc[2] += n
+    c = max(counted, 1)
+    return [GraphRecall(w, sums[w][0] / c, sums[w][1] / c, sums[w][2] / c) for w in widths]
+
+
+def choose_width(results: Sequence[GraphRecall], ratio: float, max_candidates: float) -> GraphRecall:
+    """The narrowest width whose graph recall is at least ``ratio`` of the exact top-n's, among
+    those giving at most ``max_candidates`` per user; when none does, the best ratio among them
+    (the narrowest width when even it gives more).
+
+    >>> rs = [GraphRecall(50, 0.10, 0.14, 180.0), GraphRecall(100, 0.19, 0.20, 350.0),
+    ...       GraphRecall(200, 0.30, 0.30, 700.0)]
+    >>> choose_width(rs, 0.95, 500).width
+    100
+    >>> choose_width(rs, 0.99, 500).width
+    100
+    """
+    within = sorted((r for r in results if r.candidates <= max_candidates), key=lambda r: r.width)
+    if not within:
+        return min(results, key=lambda r: r.width)
+    for r in within:
+        if r.ratio >= ratio:
+            return r
+    return max(within, key=lambda r: r.ratio)

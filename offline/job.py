@@ -31,7 +31,7 @@ import numpy as np
 
 from bandits.checks import FloatArray
 from offline.bundle import ITEM_TOWER, Bundle, BundleError, current_version, mlp_head, publish
-from offline.clusters import candidate_graph, fresh_pool, minibatch_kmeans
+from offline.clusters import GraphRecall, candidate_graph, choose_width, fresh_pool, graph_recall, minibatch_kmeans
 from offline.data import Interactions, Users, feature_bags, load_interactions, load_items, load_users, split_by_time
 from offline.factorisation import FactorisationConfig, content_embed, content_map, factorise, fold_in
 from offline.rankers import (
@@ -54,7 +54,14 @@ class JobConfig:
     clusters: int = 32
     k_nearest: int = 4
     membership_temperature: float = 0.05
-    graph_width: int = 100
+    # Items per cluster in the candidate graph. None: the narrowest of ``graph_widths`` whose
+    # holdout recall is ``graph_recall_ratio`` of the served model's exact top-n at the same n
+    # per user, among those giving at most ``graph_max_candidates`` (offline/clusters.py,
+    # ``choose_width``); every width's figures are in the metrics.
+    graph_width: int | None = None
+    graph_widths: tuple[int, ...] = (25, 50, 75, 100, 150, 200)
+    graph_recall_ratio: float = 0.95
+    graph_max_candidates: int = 500
     popular_pool: int = 200  # item rows by recency-weighted popularity, for every request's candidates
     fresh_max_age_s: float = 7 * 86400.0
     fresh_max_impressions: int = 5
@@ -287,6 +294,9 @@ def run_job(
         ranker_metrics.pop("served_student", None)
         ranker_metrics["prior_auc"] = dot_auc
 
+    n_clusters = max(1, min(cfg.clusters, len(users_all)))
+    sizing, width = _size_graph(served, rows, rel, skip, n_clusters, cfg)
+
     if isinstance(served, Factorised):
         # Judged on the holdout, then refit on every row for serving: the last part of the
         # window is the most like tomorrow, and a factorisation refits in seconds. Its calibrated
@@ -295,15 +305,12 @@ def run_job(
         # Recent popularity is recomputed on every row too: the offset is the same model's.
         served = _factorise(data, user_index, item_index, item_bags, user_bags, cfg, popularity)
         recent = _recent_popularity(data, user_index, item_index, n_items, cfg.popularity_half_life_days)
-    n_clusters = max(1, min(cfg.clusters, len(users_all)))
     means = minibatch_kmeans(served.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
     centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     offset = _offset(served)
     # The graph ranks each cluster's items by the served score of its mean user, offset included
     # (without one, in the unit centroid's order: the same, a positive scale per row).
-    graph = candidate_graph(
-        means if offset.any() else centroids, served.item_emb.astype(np.float64), cfg.graph_width, offset
-    )
+    graph = candidate_graph(means if offset.any() else centroids, served.item_emb.astype(np.float64), width, offset)
     impressions = np.bincount(all_i, minlength=len(items.item_ids)).astype(np.float64)
     now = float(data.timestamp.max())
     pool = fresh_pool(items.created_at, impressions, now, cfg.fresh_max_age_s, cfg.fresh_max_impressions)
@@ -322,6 +329,9 @@ def run_job(
         "recall_at_50_recent_popularity": recent_pop[50],
         "fresh_recall_at_50": fresh[50],
         "fresh_recall_at_50_random": 50 / len(items.item_ids),
+        "graph_width": width,
+        # width -> [graph recall, exact top-n recall, candidates per user] on the holdout
+        "graph_sizing": {str(r.width): [round(r.recall, 4), round(r.exact, 4), round(r.candidates, 1)] for r in sizing},
         "eval_users": len(eval_users),
         "warm_start": warm_note,
         "search": search,
@@ -456,6 +466,31 @@ def _offset(model: TwoTowerResult | Factorised) -> Any:
     if isinstance(model, Factorised):
         return np.asarray(model.item_offset, dtype=np.float64)
     return np.zeros(len(model.item_emb))
+
+
+def _size_graph(
+    model: TwoTowerResult | Factorised,
+    rows: Any,
+    relevant: list[set[int]],
+    seen: list[set[int]],
+    n_clusters: int,
+    cfg: JobConfig,
+) -> tuple[list[GraphRecall], int]:
+    """Every width's holdout figures and the width to build (``cfg.graph_width`` when set).
+
+    Measured with the model judged on the holdout and its own clusters, built as the served
+    graph is, so the refit on every row that serving gets cannot leak the holdout into it."""
+    widths = sorted({*cfg.graph_widths, *([cfg.graph_width] if cfg.graph_width else [])})
+    means = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
+    centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    offset = _offset(model)
+    wide = candidate_graph(means if offset.any() else centroids, model.item_emb.astype(np.float64), max(widths), offset)
+    users = np.asarray(model.user_emb[rows], dtype=np.float64)
+    k = min(cfg.k_nearest, n_clusters)
+    sizing = graph_recall(wide, centroids, k, users, _scores(model, rows), relevant, seen, widths)
+    if cfg.graph_width:
+        return sizing, cfg.graph_width
+    return sizing, choose_width(sizing, cfg.graph_recall_ratio, cfg.graph_max_candidates).width
 
 
 def _scores(model: TwoTowerResult | Factorised, rows: Any) -> Any:

@@ -43,7 +43,17 @@ def test_job_publishes_a_bundle_serving_can_load(subset: tuple[Path, Path], tmp_
     m = bundle.manifest["metrics"]
     assert m["recall_at_50"] > m["fresh_recall_at_50_random"]
     assert m["recall_at_50"] >= m["recall_at_50_no_logq"]
-    assert bundle.arrays["graph"].shape == (8, 100)
+    # The graph's width is chosen on the holdout (offline/clusters.py, choose_width): every
+    # width's recall and candidate count are reported, and the graph has the chosen width.
+    sizing = {int(w): v for w, v in m["graph_sizing"].items()}
+    assert set(sizing) == set(FAST.graph_widths) and m["graph_width"] in sizing
+    assert bundle.arrays["graph"].shape == (8, m["graph_width"])
+    for recall, exact, n in sizing.values():
+        assert 0.0 <= recall <= 1.0 and 0.0 <= exact <= 1.0 and n > 0
+    counts = [sizing[w][2] for w in sorted(sizing)]
+    assert counts == sorted(counts)  # a wider graph never gives fewer candidates
+    fixed = run_job(*subset, tmp_path / "fixed", replace(FAST, graph_width=30, graph_widths=(10,)))
+    assert Bundle.load(tmp_path / "fixed" / fixed.version).arrays["graph"].shape == (8, 30)
     # Teacher and two students, evaluated on the holdout; one student is served when it is
     # within the margin of the teacher, else the calibrated two-tower score. On this subset the
     # rankers' holdout is ~900 rows and their AUC swings 0.4-0.66 with the seed, so their quality

@@ -3,7 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.clusters import assign_clusters, candidate_graph, fresh_pool, minibatch_kmeans
+from offline.clusters import (
+    GraphRecall,
+    assign_clusters,
+    candidate_graph,
+    choose_width,
+    fresh_pool,
+    graph_recall,
+    minibatch_kmeans,
+)
 from offline.sampling import FrequencyEstimator
 
 
@@ -56,3 +64,34 @@ def test_candidate_graph_and_fresh_pool() -> None:
         np.array([0.0, 90.0, np.nan, 10.0]), np.array([100, 100, 100, 3]), now=100.0, max_age_s=20, max_impressions=50
     )
     assert pool.tolist() == [1, 3]
+
+
+def test_graph_recall_matches_exact_retrieval_when_each_cluster_row_holds_its_users_best() -> None:
+    # Two clusters of users with disjoint tastes: a row of each cluster's own best items is
+    # exactly its users' top-n, so the graph recalls what exact retrieval does; a graph whose
+    # rows were swapped recalls nothing.
+    rng = np.random.default_rng(0)
+    centroids = np.eye(2)
+    users = np.vstack([np.tile([1.0, 0.0], (5, 1)), np.tile([0.0, 1.0], (5, 1))]) + rng.normal(0, 0.01, (10, 2))
+    item_emb = np.vstack([np.tile([1.0, 0.0], (10, 1)) * np.linspace(1, 0.5, 10)[:, None],
+                          np.tile([0.0, 1.0], (10, 1)) * np.linspace(1, 0.5, 10)[:, None]])  # fmt: skip
+    scores = users @ item_emb.T
+    graph = candidate_graph(centroids, item_emb, 10)
+    relevant = [{0, 1, 2}] * 5 + [{10, 11, 12}] * 5
+    seen: list[set[int]] = [set()] * 10
+    good = graph_recall(graph, centroids, 1, users, scores, relevant, seen, [3, 10])
+    assert [(r.recall, r.exact, r.candidates) for r in good] == [(1.0, 1.0, 3.0), (1.0, 1.0, 10.0)]
+    swapped = graph_recall(graph[::-1], centroids, 1, users, scores, relevant, seen, [3])
+    assert swapped[0].recall == 0.0 and swapped[0].exact == 1.0 and swapped[0].ratio == 0.0
+    # Seen items are neither candidates nor hits.
+    seen_first = graph_recall(graph, centroids, 1, users, scores, relevant, [{0}] * 5 + [{10}] * 5, [3])
+    assert seen_first[0].candidates == 2.0
+
+
+def test_the_width_is_the_narrowest_that_matches_exact_recall_within_the_candidate_budget() -> None:
+    rs = [GraphRecall(50, 0.20, 0.30, 150.0), GraphRecall(100, 0.38, 0.40, 300.0), GraphRecall(150, 0.5, 0.5, 450.0),
+          GraphRecall(300, 0.7, 0.7, 900.0)]  # fmt: skip
+    assert choose_width(rs, 0.95, 500).width == 100  # 0.95 of exact at 300 candidates
+    assert choose_width(rs, 0.99, 500).width == 150  # only 150 reaches it
+    assert choose_width(rs, 0.99, 400).width == 100  # none within 400: the best ratio there
+    assert choose_width(rs, 0.99, 100).width == 50  # none within budget at all: the narrowest
