@@ -141,6 +141,14 @@ class JobConfig:
             raise ValueError(f"popularity_half_life_days: must be > 0, got {self.popularity_half_life_days}")
         if not self.popularity_search or any(f < 0 or b < 0 for f, b in self.popularity_search):
             raise ValueError(f"popularity_search: (fitted, blend) pairs, each >= 0, got {self.popularity_search}")
+        if not self.graph_widths or min(self.graph_widths) < 1:
+            raise ValueError(f"graph_widths: at least one width, each >= 1, got {self.graph_widths}")
+        if self.graph_width is not None and self.graph_width < 1:
+            raise ValueError(f"graph_width: must be >= 1 or None, got {self.graph_width}")
+        if not 0.0 < self.graph_recall_ratio <= 1.0:
+            raise ValueError(f"graph_recall_ratio: must be in (0, 1], got {self.graph_recall_ratio}")
+        if self.graph_max_candidates < 1:
+            raise ValueError(f"graph_max_candidates: must be >= 1, got {self.graph_max_candidates}")
 
 
 # Recent popularity's floor in the blend's logarithm: an item nobody chose recently scores

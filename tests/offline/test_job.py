@@ -174,6 +174,16 @@ def test_popularity_search_is_validated() -> None:
         JobConfig(popularity_search=((0.0, -1.0),))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("graph_widths", ()), ("graph_widths", (50, 0)), ("graph_width", 0), ("graph_recall_ratio", 0.0),
+     ("graph_recall_ratio", 1.5), ("graph_max_candidates", 0)],
+)  # fmt: skip
+def test_graph_sizing_settings_are_validated(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        JobConfig(**{field: value})  # type: ignore[arg-type]  # deliberately wrong values
+
+
 def test_gate_refuses_a_worse_bundle(subset: tuple[Path, Path], tmp_path: Path) -> None:
     first = run_job(*subset, tmp_path, FAST)
     manifest_path = tmp_path / first.version / "manifest.json"
