@@ -4,17 +4,19 @@ The offline job puts an item in the bundle's fresh pool when it had fewer than a
 training impressions (``offline/clusters.py``, ``fresh_pool``). Between two bundles, the
 service's own traffic gathers evidence on those items, and an item the statistics already know
 no longer needs the exploration budget: it **graduates** once its item-level evidence
-``n_0 = Σ w²`` (the pool coordinate's, in top-slot impressions' worth, ``bandits/pooled.py``;
-without pooling, the request's clusters' summed) reaches the surface's ``fresh_graduate``. It
+``n_0 = Σ w²`` (the pool coordinate's, in top-slot impressions' worth, ``bandits/pooled.py``)
+reaches the surface's ``fresh_graduate``. A surface without pooling has no item-level evidence
+(per-cluster sums depend on who asks), so its pool stays the bundle's. It
 still competes as any candidate does wherever the candidate graph, popularity or trending
 brings it; it only stops taking a seat in the random fresh draw, which then reaches the items
 nobody has learnt about yet. An item whose evidence falls below the threshold again (a reset
 namespace) rejoins the pool the next time a request reads it.
 
-Each serving process keeps its own mask per statistics namespace, learnt from the statistics
-its requests read anyway (no extra round trip), so replicas converge on the same pool as their
+Each serving process keeps its own mask per statistics namespace and surface (surfaces share a
+namespace's statistics but each sets its own threshold), learnt from the statistics its
+requests read anyway (no extra round trip), so replicas converge on the same pool as their
 requests see the same items; a new bundle version is a new namespace and starts from its
-bundle's pool.
+bundle's pool (``fresh_key``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ import numpy.typing as npt
 
 from bandits.checks import FloatArray, IntArray
 
-# Namespaces whose masks a process keeps (a version and its experiment arms, and the one before).
-MAX_NAMESPACES = 16
+# Masks a process keeps, least recently used dropped first: every surface of a version and of its
+# experiment arms (up to 8 each), and of the version before it while it drains. A dropped mask
+# only returns its graduates to the draw until their items are read again.
+MAX_NAMESPACES = 256
+
+
+def fresh_key(namespace: str, surface: str) -> str:
+    """The mask of ``surface`` in statistics ``namespace``."""
+    return f"{namespace}|{surface}"
 
 
 class FreshPool:
@@ -59,6 +68,7 @@ class FreshPool:
             if cached is None:
                 cached = fresh[~mask[fresh]]
                 self._masks[namespace] = (mask, cached)
+            self._masks.move_to_end(namespace)
             return cached
 
     def graduated(self, namespace: str) -> int:

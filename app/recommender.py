@@ -22,7 +22,7 @@ import structlog
 
 from app.calibrations import Calibrations, ExaminationCurves
 from app.catalogue import LiveCatalogue, LiveView
-from app.fresh import FreshPool
+from app.fresh import FreshPool, fresh_key
 from app.lease import Report, ServingLease
 from app.metrics import Metrics
 from app.settings import Settings
@@ -421,6 +421,7 @@ class Recommender:
         config: SurfaceConfig,
         rng: np.random.Generator,
         namespace: str,
+        pool_key: str,
     ) -> tuple[list[str], IntArray]:
         """Retrieval mode's candidate ids (N,) with their bundle rows (N,), -1 for an id not in
         the bundle: the bundle's candidates (``candidate_rows``) and the live items
@@ -437,7 +438,7 @@ class Recommender:
             rng,
             config.popular_per_request,
             trending_rows,
-            self._fresh.eligible(namespace, bundle.arrays["fresh"]),
+            self._fresh.eligible(pool_key, bundle.arrays["fresh"]) if config.pooled else None,
         )
         # id → bundle row (-1: not in the bundle), in candidate order: the rows are known here,
         # so scoring need not look each id up again (a dictionary probe per candidate into a
@@ -496,17 +497,20 @@ class Recommender:
         cold[in_bundle] = self._item_classes(bundle)[1][known[in_bundle]]
         return np.where(cold, config.lam_cold, self._s.lam)
 
-    def _graduate(self, bundle: Bundle, namespace: str, config: SurfaceConfig, known: IntArray, w2: FloatArray) -> None:
-        """Tell the fresh pool (``app/fresh.py``) the evidence this request read on its items of
-        the bundle's pool: the pool coordinate's ``Σ w²`` (the last column) when pooled, else the
-        request's clusters' summed."""
+    def _graduate(self, bundle: Bundle, pool_key: str, config: SurfaceConfig, known: IntArray, w2: FloatArray) -> None:
+        """Tell the fresh pool (``app/fresh.py``) the item-level evidence this request read on its
+        items of the bundle's pool: the pool coordinate's ``Σ w²``, the last column of a pooled
+        surface's statistics."""
         cold = self._item_classes(bundle)[1]
         at = np.flatnonzero(known >= 0)
         at = at[cold[known[at]]]
-        if not len(at):
-            return
-        evidence = w2[at, -1] if config.pooled else w2[at].sum(axis=1)
-        self._fresh.observe(namespace, len(cold), known[at], evidence, config.fresh_graduate)
+        if len(at):
+            self._fresh.observe(pool_key, len(cold), known[at], w2[at, -1], config.fresh_graduate)
+
+    def fresh_eligible(self, surface: str) -> IntArray:
+        """The rows of the current bundle's fresh pool that ``surface``'s retrieval draws from."""
+        bundle = self._bundles.current
+        return self._fresh.eligible(fresh_key(bundle.version, surface), bundle.arrays["fresh"])
 
     def _unknown_prior(self, bundle: Bundle, u: FloatArray) -> float:
         """The raw prior of an id nobody knows: a featureless new item's (the item tower on no
@@ -548,6 +552,7 @@ class Recommender:
             config, arm_key = arm.config, experiment.key(arm)
             namespace = arm_namespace(bundle.version, arm_key)
             counted.append(arm_stats_key(surface, arm_key))
+        pool_key = fresh_key(namespace, surface)
         reasons: list[str] = []
         u, context = sparse_context(bundle, user_id, user_features)
         fold = bundle.fold_in
@@ -561,7 +566,7 @@ class Recommender:
         if candidates is not None:
             ids = list(dict.fromkeys(candidates))
         else:
-            ids, known = self._retrieve(bundle, view, context, config, rng, namespace)
+            ids, known = self._retrieve(bundle, view, context, config, rng, namespace, pool_key)
         drop = view.deleted | set(exclude) if exclude else view.deleted
         if drop:
             kept = [n for n, i in enumerate(ids) if i not in drop]
@@ -600,8 +605,8 @@ class Recommender:
             index = bundle.item_index
             known = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
         mask = known >= 0
-        if "statistics_unavailable" not in reasons:  # zeros then, not evidence
-            self._graduate(bundle, namespace, config, known, w2)
+        if config.pooled and "statistics_unavailable" not in reasons:  # zeros then, not evidence
+            self._graduate(bundle, pool_key, config, known, w2)
         live = np.full(len(ids), -1, dtype=np.int64)
         if len(view.ids) and not mask.all():
             outside = np.flatnonzero(~mask)
@@ -730,7 +735,7 @@ class Recommender:
             "calibration_exposure": round(exposure, 1),
             "trending": trending,
             "fresh_pool": len(bundle.arrays["fresh"]),
-            "fresh_graduated": self._fresh.graduated(version),
+            "fresh_graduated": self._fresh.graduated(fresh_key(version, surface)),
         }
 
     def _limit(self, events: Sequence[FeedbackEvent], known: dict[str, RequestContext] | None, client: str) -> None:

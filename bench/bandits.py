@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     header = ("policy", "setting", "reward/req", "of oracle", "regret", "fresh≥50", "dec/s", "peak MB")
-    print("{:<15} {:<34} {:>14} {:>10} {:>12} {:>10} {:>9} {:>8}".format(*header))
+    print("{:<15} {:<36} {:>14} {:>10} {:>12} {:>10} {:>9} {:>8}".format(*header))
     for fam in families:
         rows = [full[(fam, s)] for s in seeds]
         rew, rew_ci = t_interval([r["expected"] / r["rounds"] for r in rows])
@@ -230,17 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         fresh = statistics.fmean(r["fresh"] for r in rows)
         tput = statistics.median(r["throughput"] for r in rows)
         mem = statistics.median(r["peak_mb"] for r in rows)
-        setting = json.dumps(chosen[fam])[:34]
+        setting = json.dumps(chosen[fam])[:36]
         print(
-            f"{fam:<15} {setting:<34} {rew:>7.4f}±{rew_ci:<6.4f} {of_oracle:>10.1%} "
+            f"{fam:<15} {setting:<36} {rew:>7.4f}±{rew_ci:<6.4f} {of_oracle:>10.1%} "
             f"{regret:>12.0f} {fresh:>10.1%} {tput:>9.0f} {mem:>8.1f}"
         )
     mab_tput = statistics.median(prefix[("mabwiser", s)]["throughput"] for s in seeds)
     diag_prefix_tput = statistics.median(prefix[("diag_linucb", s)]["throughput"] for s in seeds)
     mab_mem = statistics.median(prefix[("mabwiser", s)]["peak_mb"] for s in seeds)
     note = f"(first {args.prefix} requests only)"
-    setting = json.dumps(chosen["linucb"])[:34]
-    print(f"{'mabwiser linucb':<15} {setting:<34} {note:>36} {'':>22} {mab_tput:>9.0f} {mab_mem:>8.1f}")
+    setting = json.dumps(chosen["linucb"])[:36]
+    print(f"{'mabwiser linucb':<15} {setting:<36} {note:>36} {'':>22} {mab_tput:>9.0f} {mab_mem:>8.1f}")
     print(f"diag_linucb on the same {args.prefix}-request prefix: {diag_prefix_tput:.0f} decisions+updates/s")
 
     def ratio(other: str, key: str = "expected") -> tuple[float, float]:

@@ -102,16 +102,19 @@ def fresh_pool(
 class GraphRecall:
     """How the candidate graph retrieves on a holdout, at one width: mean Recall of the graph
     rows of each user's ``k_nearest`` clusters (``recall``), mean Recall of the model's exact
-    top-n for the same n per user (``exact``), and the mean n (``candidates``)."""
+    top-n for the same n per user (``exact``, n the candidates she had not seen), the mean
+    number of candidates a request scores, seen ones included (``candidates``), and how many
+    holdout users were counted (``users``)."""
 
     width: int
     recall: float
     exact: float
     candidates: float
+    users: int = 0
 
     @property
     def ratio(self) -> float:
-        return self.recall / self.exact if self.exact > 0 else 1.0
+        return self.recall / self.exact if self.exact > 0 else 0.0
 
 
 def graph_recall(
@@ -130,8 +133,9 @@ def graph_recall(
 
     ``user_emb`` (U, dim) are the holdout users' embeddings and ``centroids`` (C, dim) unit
     vectors: a user's clusters are her ``k_nearest`` by cosine, as serving picks them
-    (``app.recommender.sparse_context``). Items in ``seen`` count neither as candidates nor as
-    hits, as in ``offline.two_tower.recall_at_k``.
+    (``app.recommender.sparse_context``). Items in ``seen`` are never hits, as in
+    ``offline.two_tower.recall_at_k``; serving scores them all the same, so they count as
+    candidates, but not towards the exact top-n's n.
 
     >>> g = np.array([[0, 1], [2, 3]])
     >>> c = np.eye(2)
@@ -155,33 +159,40 @@ def graph_recall(
         order = np.argpartition(-row, top_n - 1)[:top_n]
         order = order[np.argsort(-row[order], kind="stable")]
         for w in widths:
-            cands = set(graph[near[u], :w].ravel().tolist()) - skip
-            n = len(cands)
-            top = set(order[:n].tolist())
+            scored = set(graph[near[u], :w].ravel().tolist())
+            cands = scored - skip
+            top = set(order[: len(cands)].tolist())
             acc = sums[w]
             acc[0] += len(rel & cands) / len(rel)
             acc[1] += len(rel & top) / len(rel)
-            acc[2] += n
+            acc[2] += len(scored)
     c = max(counted, 1)
-    return [GraphRecall(w, sums[w][0] / c, sums[w][1] / c, sums[w][2] / c) for w in widths]
+    return [GraphRecall(w, sums[w][0] / c, sums[w][1] / c, sums[w][2] / c, counted) for w in widths]
 
 
-def choose_width(results: Sequence[GraphRecall], ratio: float, max_candidates: float) -> GraphRecall:
-    """The narrowest width whose graph recall is at least ``ratio`` of the exact top-n's, among
-    those giving at most ``max_candidates`` per user; when none does, the best ratio among them
-    (the narrowest width when even it gives more).
+def choose_width(
+    results: Sequence[GraphRecall], ratio: float, min_candidates: float, max_candidates: float, tolerance: float = 0.02
+) -> GraphRecall:
+    """The width to build, among those giving ``min_candidates`` to ``max_candidates`` per
+    request: the narrowest whose graph recall is at least ``ratio`` of the exact top-n's, else
+    the narrowest within ``tolerance`` of the best ratio there (a wider graph costs every
+    request; a hair of recall ratio is holdout noise). When no width falls in the range, the
+    one with the candidate count nearest to it.
 
     >>> rs = [GraphRecall(50, 0.10, 0.14, 180.0), GraphRecall(100, 0.19, 0.20, 350.0),
-    ...       GraphRecall(200, 0.30, 0.30, 700.0)]
-    >>> choose_width(rs, 0.95, 500).width
+    ...       GraphRecall(150, 0.25, 0.27, 440.0), GraphRecall(200, 0.30, 0.30, 700.0)]
+    >>> choose_width(rs, 0.95, 200, 500).width  # 0.95 of exact at 350 candidates
     100
-    >>> choose_width(rs, 0.99, 500).width
+    >>> choose_width(rs, 0.99, 200, 500).width  # none reaches it; 100's 0.950 is the best in range
     100
+    >>> choose_width(rs, 0.99, 600, 900).width, choose_width(rs, 0.99, 10, 100).width
+    (200, 50)
     """
-    within = sorted((r for r in results if r.candidates <= max_candidates), key=lambda r: r.width)
+    within = sorted((r for r in results if min_candidates <= r.candidates <= max_candidates), key=lambda r: r.width)
     if not within:
-        return min(results, key=lambda r: r.width)
+        return min(results, key=lambda r: max(min_candidates - r.candidates, r.candidates - max_candidates))
     for r in within:
         if r.ratio >= ratio:
             return r
-    return max(within, key=lambda r: r.ratio)
+    best = max(r.ratio for r in within)
+    return next(r for r in within if r.ratio >= best - tolerance)

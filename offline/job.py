@@ -54,13 +54,15 @@ class JobConfig:
     clusters: int = 32
     k_nearest: int = 4
     membership_temperature: float = 0.05
-    # Items per cluster in the candidate graph. None: the narrowest of ``graph_widths`` whose
-    # holdout recall is ``graph_recall_ratio`` of the served model's exact top-n at the same n
-    # per user, among those giving at most ``graph_max_candidates`` (offline/clusters.py,
-    # ``choose_width``); every width's figures are in the metrics.
+    # Items per cluster in the candidate graph. None: chosen on the holdout among
+    # ``graph_widths`` giving ``graph_min_candidates`` to ``graph_max_candidates`` per request,
+    # the narrowest whose recall is ``graph_recall_ratio`` of the served model's exact top-n at
+    # the same n (offline/clusters.py, ``choose_width``); ``GRAPH_FALLBACK_WIDTH`` when the
+    # holdout has no relevant item to judge by. Every width's figures are in the metrics.
     graph_width: int | None = None
-    graph_widths: tuple[int, ...] = (25, 50, 75, 100, 150, 200)
+    graph_widths: tuple[int, ...] = (25, 50, 75, 100, 150, 200, 300)
     graph_recall_ratio: float = 0.95
+    graph_min_candidates: int = 200
     graph_max_candidates: int = 500
     popular_pool: int = 200  # item rows by recency-weighted popularity, for every request's candidates
     fresh_max_age_s: float = 7 * 86400.0
@@ -147,9 +149,15 @@ class JobConfig:
             raise ValueError(f"graph_width: must be >= 1 or None, got {self.graph_width}")
         if not 0.0 < self.graph_recall_ratio <= 1.0:
             raise ValueError(f"graph_recall_ratio: must be in (0, 1], got {self.graph_recall_ratio}")
-        if self.graph_max_candidates < 1:
-            raise ValueError(f"graph_max_candidates: must be >= 1, got {self.graph_max_candidates}")
+        if not 1 <= self.graph_min_candidates <= self.graph_max_candidates:
+            raise ValueError(
+                f"graph_max_candidates: must be >= graph_min_candidates >= 1, got "
+                f"{self.graph_min_candidates} and {self.graph_max_candidates}"
+            )
 
+
+# The graph's width when the holdout cannot choose one (no holdout user with a relevant item).
+GRAPH_FALLBACK_WIDTH = 100
 
 # Recent popularity's floor in the blend's logarithm: an item nobody chose recently scores
 # log(0.1), a tenth of one recent choice, rather than minus infinity.
@@ -488,7 +496,9 @@ def _size_graph(
 
     Measured with the model judged on the holdout and its own clusters, built as the served
     graph is, so the refit on every row that serving gets cannot leak the holdout into it."""
-    widths = sorted({*cfg.graph_widths, *([cfg.graph_width] if cfg.graph_width else [])})
+    n_items = len(model.item_emb)
+    # A width past the catalogue is the whole catalogue (candidate_graph caps it so).
+    widths = sorted({min(w, n_items) for w in (*cfg.graph_widths, *([cfg.graph_width] if cfg.graph_width else []))})
     means = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
     centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     offset = _offset(model)
@@ -497,8 +507,11 @@ def _size_graph(
     k = min(cfg.k_nearest, n_clusters)
     sizing = graph_recall(wide, centroids, k, users, _scores(model, rows), relevant, seen, widths)
     if cfg.graph_width:
-        return sizing, cfg.graph_width
-    return sizing, choose_width(sizing, cfg.graph_recall_ratio, cfg.graph_max_candidates).width
+        return sizing, min(cfg.graph_width, n_items)
+    if not any(r.exact > 0 for r in sizing):
+        return sizing, min(GRAPH_FALLBACK_WIDTH, n_items)  # nothing on the holdout to judge by
+    chosen = choose_width(sizing, cfg.graph_recall_ratio, cfg.graph_min_candidates, cfg.graph_max_candidates)
+    return sizing, chosen.width
 
 
 def _scores(model: TwoTowerResult | Factorised, rows: Any) -> Any:

@@ -379,7 +379,8 @@ function render(stats) {
       ` — ${s.learnt.examination_impressions.reduce((a, b) => a + b, 0)} randomised impressions;`
       + ` calibration from ${s.learnt.calibration_exposure} exposures.`
       + ` Trending now (far above their priors, joining every request): `
-      + (s.learnt.trending.length ? s.learnt.trending.join(", ") : "none yet")]) : el("p", {}, []);
+      + (s.learnt.trending.length ? s.learnt.trending.join(", ") : "none yet")
+      + `. Fresh pool: ${s.learnt.fresh_pool} items, ${s.learnt.fresh_graduated} graduated here.`]) : el("p", {}, []);
     const form = settingsForm(name, c);
     const dial = s.whatif ? whatIfBox(s.whatif, form.querySelector('input[name="explore_traffic"]')) : null;
     const experiment = experimentBox(name, s.experiment);

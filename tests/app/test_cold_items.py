@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.fresh import FreshPool
 from app.recommender import candidate_rows, sparse_context
 from bandits.world import World
 from offline.bundle import load_current
@@ -53,19 +52,26 @@ def test_an_item_leaves_the_fresh_pool_once_its_evidence_reaches_fresh_graduate(
     client: TestClient, world: World, bundle_dir: Path
 ) -> None:
     # Impressions at the top slot, each one top-slot impression's worth of evidence on the
-    # pool coordinate; three reach fresh_graduate 3, and the next read of the item graduates it.
-    surface = {"calibrate": False, "position_randomization": 0.0, "explore_traffic": 0.0, "fresh_graduate": 3.0}
-    assert client.put("/v1/admin/surfaces/default", json=surface, headers=auth()).status_code == 200
+    # pool coordinate; three reach fresh_graduate 3 on surface "grad", and the next read of the
+    # item graduates it there. Surface "keep" (threshold 1000) and the unpooled surface "flat"
+    # read the same statistics and keep it in their pools.
+    base = {"calibrate": False, "position_randomization": 0.0, "explore_traffic": 0.0}
+    for surface, extra in (("grad", {"fresh_graduate": 3.0}), ("keep", {"fresh_graduate": 1000.0}),
+                           ("flat", {"fresh_graduate": 0.1, "pooled": False})):  # fmt: skip
+        r = client.put(f"/v1/admin/surfaces/{surface}", json={**base, **extra}, headers=auth())
+        assert r.status_code == 200, r.text
     row = int(world.fresh_items[0])
     item = f"item-{row}"
+    recommender = client.app.state.services.recommender  # type: ignore[attr-defined]  # Starlette's state
 
-    def graduated() -> int:
-        learnt = client.get("/v1/admin/stats", headers=auth()).json()["surfaces"]["default"]["learnt"]
+    def graduated(surface: str) -> int:
+        learnt = client.get("/v1/admin/stats", headers=auth()).json()["surfaces"][surface]["learnt"]
         assert learnt["fresh_pool"] == len(world.fresh_items)
         return int(learnt["fresh_graduated"])
 
-    def show(n: int) -> None:
-        rec = client.post("/v1/recommend", json={"user_id": f"user-{n}", "k": 1, "candidates": [item]}).json()
+    def show(n: int, surface: str = "grad") -> None:
+        body = {"user_id": f"user-{n}", "k": 1, "candidates": [item], "surface": surface}
+        rec = client.post("/v1/recommend", json=body).json()
         assert rec["items"][0]["item_id"] == item and not rec["degraded"]
         event = {"request_id": rec["request_id"], "item_id": item, "ts": time.time(), "type": "impression"}
         assert client.post("/v1/feedback", json={"events": [{**event, "event_id": f"g-{n}"}]}).status_code == 202
@@ -74,22 +80,27 @@ def test_an_item_leaves_the_fresh_pool_once_its_evidence_reaches_fresh_graduate(
         show(n)
     time.sleep(0.5)
     show(2)  # reads 2 impressions' evidence: still below 3
-    assert graduated() == 0
+    assert graduated("grad") == 0
     deadline = time.monotonic() + 20
     n = 3
-    while graduated() == 0:  # the consumer applies in the background
+    while graduated("grad") == 0:  # the consumer applies in the background
         assert time.monotonic() < deadline, "the item never graduated"
         show(n)
         n += 1
         time.sleep(0.1)
-    assert graduated() == 1
+    assert graduated("grad") == 1
+    for surface in ("keep", "flat"):
+        show(n, surface)  # each reads the same evidence with its own rule
+        n += 1
+        assert graduated(surface) == 0
+        assert row in recommender.fresh_eligible(surface).tolist()
+    assert graduated("grad") == 1  # the other surfaces' reads left grad's verdict alone
 
-    # The fresh draw no longer holds it: with a budget of all but one, the draw takes the rest.
-    bundle = load_current(bundle_dir)
-    pool = FreshPool()
-    assert pool.observe(bundle.version, len(bundle.item_index), np.array([row]), np.array([3.0]), 3.0) == 1
-    eligible = pool.eligible(bundle.version, bundle.arrays["fresh"])
+    # grad's retrieval draws from the pool without it: with a budget of all the rest, the draw
+    # takes every other pool item, and the graduate only where the graph brings it.
+    eligible = recommender.fresh_eligible("grad")
     assert row not in eligible.tolist() and len(eligible) == len(world.fresh_items) - 1
+    bundle = load_current(bundle_dir)
     _, context = sparse_context(bundle, "user-0")
     drawn = candidate_rows(bundle, context, len(eligible), np.random.default_rng(0), fresh=eligible)
     assert set(eligible.tolist()) <= set(drawn.tolist())

@@ -177,7 +177,7 @@ def test_popularity_search_is_validated() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("graph_widths", ()), ("graph_widths", (50, 0)), ("graph_width", 0), ("graph_recall_ratio", 0.0),
-     ("graph_recall_ratio", 1.5), ("graph_max_candidates", 0)],
+     ("graph_recall_ratio", 1.5), ("graph_max_candidates", 0), ("graph_max_candidates", 100)],
 )  # fmt: skip
 def test_graph_sizing_settings_are_validated(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):

@@ -83,15 +83,24 @@ def test_graph_recall_matches_exact_retrieval_when_each_cluster_row_holds_its_us
     assert [(r.recall, r.exact, r.candidates) for r in good] == [(1.0, 1.0, 3.0), (1.0, 1.0, 10.0)]
     swapped = graph_recall(graph[::-1], centroids, 1, users, scores, relevant, seen, [3])
     assert swapped[0].recall == 0.0 and swapped[0].exact == 1.0 and swapped[0].ratio == 0.0
-    # Seen items are neither candidates nor hits.
+    # A seen item is never a hit; serving scores it all the same, so it is a candidate, but the
+    # exact top-n it is set against is of the unseen ones (n = 2 here).
     seen_first = graph_recall(graph, centroids, 1, users, scores, relevant, [{0}] * 5 + [{10}] * 5, [3])
-    assert seen_first[0].candidates == 2.0
+    assert seen_first[0].candidates == 3.0
+    assert seen_first[0].recall == pytest.approx(2 / 3) and seen_first[0].exact == pytest.approx(2 / 3)
 
 
-def test_the_width_is_the_narrowest_that_matches_exact_recall_within_the_candidate_budget() -> None:
+def test_the_width_is_the_narrowest_that_matches_exact_recall_within_the_candidate_range() -> None:
     rs = [GraphRecall(50, 0.20, 0.30, 150.0), GraphRecall(100, 0.38, 0.40, 300.0), GraphRecall(150, 0.5, 0.5, 450.0),
-          GraphRecall(300, 0.7, 0.7, 900.0)]  # fmt: skip
-    assert choose_width(rs, 0.95, 500).width == 100  # 0.95 of exact at 300 candidates
-    assert choose_width(rs, 0.99, 500).width == 150  # only 150 reaches it
-    assert choose_width(rs, 0.99, 400).width == 100  # none within 400: the best ratio there
-    assert choose_width(rs, 0.99, 100).width == 50  # none within budget at all: the narrowest
+          GraphRecall(200, 0.54, 0.6, 480.0), GraphRecall(300, 0.7, 0.7, 900.0)]  # fmt: skip
+    assert choose_width(rs, 0.95, 200, 500).width == 100  # 0.95 of exact at 300 candidates
+    assert choose_width(rs, 0.99, 200, 500).width == 150  # only 150 reaches it in range
+    assert choose_width(rs, 0.99, 200, 400).width == 100  # none within 400: the best ratio there
+    assert choose_width(rs, 0.99, 10, 100).width == 50  # none in range: the nearest to it
+    assert choose_width(rs, 0.99, 1000, 2000).width == 300
+    # Within tolerance of the best ratio, the narrowest: 0.95 at 300 candidates against 0.96.
+    close = [GraphRecall(100, 0.38, 0.40, 300.0), GraphRecall(200, 0.48, 0.50, 480.0)]
+    assert choose_width(close, 0.99, 200, 500).width == 100
+    assert choose_width(close, 0.99, 200, 500, tolerance=0.0).width == 200
+    # No exact recall (nothing relevant) is no evidence for a width: its ratio is 0, not 1.
+    assert GraphRecall(25, 0.0, 0.0, 60.0).ratio == 0.0
