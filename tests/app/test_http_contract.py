@@ -265,7 +265,10 @@ def test_stats_endpoint_needs_the_token_and_reports_the_hour(client: TestClient)
         assert time.monotonic() < deadline, "the request was never counted"
         time.sleep(0.1)
     assert len(body["minutes"]) == 60 and body["bundle"]["version"] == "v-test-1"
-    assert sum(series["requests_per_s"]) > 0 and series["exploration_budget"][-1] is not None
+    # Every minute with requests has a budget. Not "the last minute": the request may have been
+    # counted in the minute before the read (a CI run crossed the boundary between the two).
+    busy = [budget for budget, rate in zip(series["exploration_budget"], series["requests_per_s"], strict=True) if rate]
+    assert busy and all(budget is not None for budget in busy)
     assert all(len(v) == 60 for k, v in series.items() if isinstance(v, list))
 
 
