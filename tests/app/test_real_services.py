@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import Services, consumer_for, create_app
+from app.main import Services, consumer_for, create_app, ensure_topics
 from app.settings import Settings
 from bench.services import Broker, RedisCluster, RedisServer, free_port
 from tests.app.conftest import real_settings, without_calibration
@@ -29,7 +29,11 @@ def running(settings: Settings, with_consumer: bool = True) -> Iterator[TestClie
         thread = None
         if with_consumer:
             services: Services = client.app.state.services  # type: ignore[attr-defined]  # starlette app state
+            # As `onlinematch consume` does: the topics first, then the consumer (the app creates
+            # them in the background, and a consumer may otherwise subscribe before they exist).
+            ensure_topics(services.bus, settings)
             consumer = consumer_for(services)
+            client.app.state.test_consumer = consumer  # type: ignore[attr-defined]  # for failure messages
             thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
             thread.start()
         try:
@@ -69,7 +73,10 @@ def wait_until_learnt(client: TestClient, item: str, above: float, timeout_s: fl
         now = score_of(ask(client), item)
         if now > above + 0.05:
             return now
-        assert time.monotonic() < deadline, f"{item} never rose above {above:.3f} (now {now:.3f})"
+        if time.monotonic() >= deadline:
+            consumer = getattr(client.app.state, "test_consumer", None)  # type: ignore[attr-defined]  # starlette app state
+            seen = "no consumer" if consumer is None else f"consumer {consumer.stats}, assigned {consumer.assignment()}"
+            raise AssertionError(f"{item} never rose above {above:.3f} (now {now:.3f}); {seen}")
         time.sleep(0.1)
 
 
