@@ -311,7 +311,8 @@ def run_job(
         ranker_metrics["prior_auc"] = dot_auc
 
     n_clusters = max(1, min(cfg.clusters, len(users_all)))
-    sizing, width = _size_graph(served, rows, rel, skip, n_clusters, cfg)
+    judged = served
+    sizing, width, (centroids, wide) = _size_graph(served, rows, rel, skip, n_clusters, cfg)
 
     if isinstance(served, Factorised):
         # Judged on the holdout, then refit on every row for serving: the last part of the
@@ -321,12 +322,11 @@ def run_job(
         # Recent popularity is recomputed on every row too: the offset is the same model's.
         served = _factorise(data, user_index, item_index, item_bags, user_bags, cfg, popularity)
         recent = _recent_popularity(data, user_index, item_index, n_items, cfg.popularity_half_life_days)
-    means = minibatch_kmeans(served.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
-    centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    if served is judged and width <= wide.shape[1]:
+        graph = wide[:, :width]  # the sizing's own clusters and graph: best first, so its first columns
+    else:  # refit on every row (or a fallback wider than measured): its own clusters and graph
+        centroids, graph = _clusters_and_graph(served, n_clusters, width, cfg)
     offset = _offset(served)
-    # The graph ranks each cluster's items by the served score of its mean user, offset included
-    # (without one, in the unit centroid's order: the same, a positive scale per row).
-    graph = candidate_graph(means if offset.any() else centroids, served.item_emb.astype(np.float64), width, offset)
     impressions = np.bincount(all_i, minlength=len(items.item_ids)).astype(np.float64)
     now = float(data.timestamp.max())
     pool = fresh_pool(items.created_at, impressions, now, cfg.fresh_max_age_s, cfg.fresh_max_impressions)
@@ -491,27 +491,39 @@ def _size_graph(
     seen: list[set[int]],
     n_clusters: int,
     cfg: JobConfig,
-) -> tuple[list[GraphRecall], int]:
-    """Every width's holdout figures and the width to build (``cfg.graph_width`` when set).
+) -> tuple[list[GraphRecall], int, tuple[FloatArray, Any]]:
+    """Every width's holdout figures, the width to build (``cfg.graph_width`` when set), and the
+    model's clusters with its graph at the widest width measured (``_clusters_and_graph``).
 
     Measured with the model judged on the holdout and its own clusters, built as the served
     graph is, so the refit on every row that serving gets cannot leak the holdout into it."""
     n_items = len(model.item_emb)
     # A width past the catalogue is the whole catalogue (candidate_graph caps it so).
     widths = sorted({min(w, n_items) for w in (*cfg.graph_widths, *([cfg.graph_width] if cfg.graph_width else []))})
-    means = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
-    centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    offset = _offset(model)
-    wide = candidate_graph(means if offset.any() else centroids, model.item_emb.astype(np.float64), max(widths), offset)
+    built = _clusters_and_graph(model, n_clusters, max(widths), cfg)
+    centroids, wide = built
     users = np.asarray(model.user_emb[rows], dtype=np.float64)
     k = min(cfg.k_nearest, n_clusters)
     sizing = graph_recall(wide, centroids, k, users, _scores(model, rows), relevant, seen, widths)
     if cfg.graph_width:
-        return sizing, min(cfg.graph_width, n_items)
+        return sizing, min(cfg.graph_width, n_items), built
     if not any(r.exact > 0 for r in sizing):
-        return sizing, min(GRAPH_FALLBACK_WIDTH, n_items)  # nothing on the holdout to judge by
+        return sizing, min(GRAPH_FALLBACK_WIDTH, n_items), built  # nothing on the holdout to judge by
     chosen = choose_width(sizing, cfg.graph_recall_ratio, cfg.graph_min_candidates, cfg.graph_max_candidates)
-    return sizing, chosen.width
+    return sizing, chosen.width, built
+
+
+def _clusters_and_graph(
+    model: TwoTowerResult | Factorised, n_clusters: int, width: int, cfg: JobConfig
+) -> tuple[FloatArray, Any]:
+    """The unit centroids (C, dim) of the model's users and the candidate graph (C, width)."""
+    means = minibatch_kmeans(model.user_emb.astype(np.float64), n_clusters, seed=cfg.two_tower.seed)
+    centroids = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    offset = _offset(model)
+    # The graph ranks each cluster's items by the served score of its mean user, offset included
+    # (without one, in the unit centroid's order: the same, a positive scale per row).
+    graph = candidate_graph(means if offset.any() else centroids, model.item_emb.astype(np.float64), width, offset)
+    return centroids, graph
 
 
 def _scores(model: TwoTowerResult | Factorised, rows: Any) -> Any:
